@@ -1,0 +1,12 @@
+"""Every `--exp` name, explicitly: add a line here when you add an experiment."""
+
+from experiments import activity
+from experiments.base import Experiment
+
+EXPERIMENTS: dict[str, Experiment] = {
+    e.name: e for e in (
+        activity.RNN,
+        activity.LSTM,
+        activity.GRU,
+    )
+}

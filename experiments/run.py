@@ -1,0 +1,133 @@
+"""Command-line entry point: parse flags, build the config, run one experiment, write results.
+
+    python -m experiments.run --exp=gru_activity [--workdir=DIR] [--data_path=PATH] [--seed=N]
+        [--preset=default|seed] [--tiny] [--restart] [--config.KEY=VALUE ...]
+
+Writes WORKDIR/results.json = {"exp", "metrics", "config", "timing", ...} and the experiment's
+PNGs and checkpoints/. A user's mistake ends with one `error: ...` line and exit status 2; a
+diverged run with exit status 3.
+"""
+
+import dataclasses
+import platform
+import sys
+import time
+from pathlib import Path
+
+from absl import app, flags, logging
+
+from experiments.base import RunContext
+from experiments.registry import EXPERIMENTS
+from jaxml import config as config_lib
+from jaxml.errors import DivergenceError, UserError
+from jaxml.io import write_json
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("exp", None, "experiment to run: " + ", ".join(EXPERIMENTS))
+flags.DEFINE_string("workdir", None, "output directory (default runs/<exp>)")
+flags.DEFINE_string("data_path", None, "data file or directory (default: embedded data)")
+flags.DEFINE_integer("seed", 0, "PRNG seed: initialisation, validation split, batch order")
+flags.DEFINE_string("preset", "default", "config preset: 'default' (our best) or 'seed'")
+flags.DEFINE_bool("tiny", False, "shrink the config for a seconds-long smoke run")
+flags.DEFINE_bool("restart", False, "ignore an existing checkpoint in the workdir")
+
+CONFIG_PREFIX = "--config."
+
+
+def split_config_args(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+  """Separates `--config.KEY=VALUE` arguments (returned as a dict) from the absl flags."""
+  rest, overrides = [], {}
+  for arg in argv:
+    if arg.startswith(CONFIG_PREFIX):
+      key, eq, value = arg[len(CONFIG_PREFIX):].partition("=")
+      if not eq or not key:
+        raise UserError(f"malformed override {arg!r}; write --config.KEY=VALUE")
+      overrides[key] = value
+    else:
+      rest.append(arg)
+  return rest, overrides
+
+
+def build(exp_name: str | None, preset: str, tiny: bool, overrides: dict[str, str]):
+  """(Experiment, config) for the flags, or UserError naming the valid choices."""
+  if exp_name not in EXPERIMENTS:
+    what = "missing --exp" if exp_name is None else f"unknown experiment {exp_name!r}"
+    raise UserError(f"{what}; valid: {', '.join(EXPERIMENTS)}")
+  exp = EXPERIMENTS[exp_name]
+  if preset not in exp.presets:
+    raise UserError(f"unknown preset {preset!r} for {exp_name}; valid: {', '.join(exp.presets)}")
+  cfg = exp.presets[preset]
+  if tiny:
+    cfg = exp.tiny(cfg)
+  cfg = config_lib.apply_overrides(cfg, overrides)
+  exp.validate(cfg)
+  return exp, cfg
+
+
+def execute(argv_flags, overrides: dict[str, str]) -> int:
+  """Runs the experiment the parsed flags describe; returns the exit status."""
+  start = time.perf_counter()
+  exp, cfg = build(argv_flags.exp, argv_flags.preset, argv_flags.tiny, overrides)
+  if argv_flags.data_path is not None and not argv_flags.data_path.strip():
+    raise UserError("--data_path is empty; pass a path or omit the flag for the embedded data")
+  workdir = Path(argv_flags.workdir or Path("runs") / exp.name)
+  if workdir.exists() and not workdir.is_dir():
+    raise UserError(f"--workdir {workdir} is a file; pass a directory")
+  log = lambda msg: print(msg, flush=True)
+  log(f"{exp.name} ({argv_flags.preset}{', tiny' if argv_flags.tiny else ''}) -> {workdir}")
+  ctx = RunContext(workdir=workdir, data_path=argv_flags.data_path, seed=argv_flags.seed,
+                   restart=argv_flags.restart, log=log)
+  out = exp.run(cfg, ctx)
+  import jax  # after the run: the backend is initialised by then
+  results = {
+      "exp": exp.name,
+      "metrics": out.pop("metrics"),
+      "config": config_lib.to_dict(cfg),
+      "timing": dict(out.pop("timing"), total_s=time.perf_counter() - start),
+      "run": {"preset": argv_flags.preset, "tiny": argv_flags.tiny, "seed": argv_flags.seed,
+              "data_path": argv_flags.data_path, "command": " ".join(sys.argv),
+              "jax": jax.__version__, "backend": jax.default_backend(),
+              "devices": [str(d) for d in jax.devices()], "python": platform.python_version()},
+      **out,
+  }
+  write_json(workdir / "results.json", results)
+  m = results["metrics"]
+  log(f"wrote {workdir / 'results.json'}" + (
+      f": test accuracy {m['test_accuracy']:.4f}" if "test_accuracy" in m else ""))
+  return 0
+
+
+def _parse(argv: list[str]):
+  """absl flags parser that also takes --config.KEY=VALUE and reports errors in one line."""
+  try:
+    rest, overrides = split_config_args(argv)
+    positional = FLAGS(rest)[1:]
+  except flags.Error as e:
+    print(f"error: {e}; see --helpshort", file=sys.stderr)
+    sys.exit(2)
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  if positional:
+    print(f"error: unexpected argument(s) {' '.join(positional)}; config overrides are "
+          f"written --config.KEY=VALUE", file=sys.stderr)
+    sys.exit(2)
+  return overrides
+
+
+def main(overrides) -> None:
+  logging.set_verbosity(logging.WARNING)  # orbax and jax log every checkpoint/backend at INFO
+  try:
+    status = execute(FLAGS, overrides)
+  except (UserError, DivergenceError) as e:
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    sys.exit(e.exit_status)
+  except KeyboardInterrupt:
+    print("error: interrupted; rerun the same command to resume from the last checkpoint",
+          file=sys.stderr)
+    sys.exit(130)
+  sys.exit(status)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=_parse)

@@ -1,0 +1,62 @@
+"""Per-epoch checkpoints with orbax: arrays through `StandardSave`, bookkeeping through JSON.
+
+Orbax writes each step into a temporary directory and renames it when complete, so a kill
+mid-save leaves the previous checkpoint intact. We keep the last two.
+"""
+
+from pathlib import Path
+
+import jax
+import orbax.checkpoint as ocp
+
+from jaxml.errors import UserError
+
+
+class Checkpointer:
+  """Saves and restores `(tree, meta)` pairs keyed by epoch in `directory`."""
+
+  def __init__(self, directory, max_to_keep: int = 2):
+    self.directory = Path(directory).absolute()
+    self._mgr = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
+                                             enable_async_checkpointing=False))
+
+  def latest_epoch(self) -> int | None:
+    return self._mgr.latest_step()
+
+  def save(self, epoch: int, tree, meta: dict) -> None:
+    self._mgr.save(epoch, args=ocp.args.Composite(tree=ocp.args.StandardSave(tree),
+                                                  meta=ocp.args.JsonSave(meta)), force=True)
+    self._mgr.wait_until_finished()
+
+  def read_meta(self, epoch: int) -> dict:
+    """The JSON bookkeeping saved at `epoch`, without touching the arrays."""
+    try:
+      out = self._mgr.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    except Exception as e:
+      raise UserError(f"checkpoint {self.directory}/{epoch} is unreadable ({type(e).__name__}); "
+                      f"rerun with --restart to start over") from None
+    return dict(out["meta"])
+
+  def restore(self, epoch: int, like):
+    """Restores the tree saved at `epoch` into the structure (and dtypes) of `like`."""
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    try:
+      out = self._mgr.restore(epoch, args=ocp.args.Composite(
+          tree=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+    except Exception as e:  # Orbax raises many types for unreadable or mismatched data.
+      raise UserError(f"checkpoint {self.directory}/{epoch} cannot be restored "
+                      f"({type(e).__name__}); rerun with --restart to start over") from None
+    # Orbax may hand back plain tuples for optax's named tuples: rebuild `like`'s structure.
+    tree = jax.tree.unflatten(jax.tree.structure(like), jax.tree.leaves(out["tree"]))
+    return tree, dict(out["meta"])
+
+  def close(self) -> None:
+    self._mgr.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()

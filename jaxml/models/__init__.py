@@ -1,0 +1,1 @@
+"""Models as `init(key, cfg, ...) -> params` and `apply(params, x, *, cfg, ...)` pure functions."""

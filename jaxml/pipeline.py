@@ -1,0 +1,96 @@
+"""Train, evaluate and draw a classifier: the steps every classification experiment shares.
+
+An experiment supplies the data splits and the model's `init`/`apply`; this module wires them
+to the train loop, evaluates the best-validation parameters on every split, and writes the
+curves and confusion matrices. It returns what the runner puts in results.json.
+"""
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxml import plots
+from jaxml.losses import classification_loss, classification_sums, normalize_sums
+from jaxml.train import TrainConfig, fit
+
+
+def make_predict(apply_fn: Callable, batch_size: int) -> Callable:
+  """(params, x f[n, ...]) -> logits f32[n, classes], in fixed-size batches so the model is
+  compiled once whatever n is (the last batch is zero-padded and the padding cut off)."""
+  apply_batch = jax.jit(apply_fn)
+
+  def predict(params, x: np.ndarray) -> np.ndarray:
+    n = len(x)
+    nb = -(-n // batch_size)
+    xp = np.concatenate([x, np.zeros((nb * batch_size - n,) + x.shape[1:], x.dtype)])
+    out = [np.asarray(apply_batch(params, xp[i * batch_size:(i + 1) * batch_size]))
+           for i in range(nb)]
+    return np.concatenate(out)[:n]
+
+  return predict
+
+
+def train_classifier(cfg: TrainConfig, *, splits: dict, class_names, init_fn: Callable,
+                     apply_fn: Callable, key, workdir, log=print, restart: bool = False,
+                     signature: dict | None = None, title: str = "") -> dict:
+  """Fits `apply_fn` on splits["train"], early-stops on splits["val"], tests on splits["test"].
+
+  Args:
+    splits: {"train" | "val" | "test": (x f32[n, ...], y int32[n])}.
+    init_fn: key -> params. apply_fn: (params, x, *, train, key) -> logits f[n, classes].
+    key: the run's PRNG key (initialisation and training keys are split from it).
+    workdir: gets checkpoints/, curves.png, confusion_train.png, confusion_test.png.
+  Returns:
+    {"metrics", "timing", "history", "confusion"} for results.json.
+  """
+  workdir = Path(workdir)
+  k_init, k_train = jax.random.split(key)
+  params = init_fn(k_init)
+
+  def loss_fn(params, batch, *, train, key):
+    logits = apply_fn(params, batch["x"], train=train, key=key)
+    return classification_loss(logits, batch["y"], batch["weight"])
+
+  as_dict = lambda xy: {"x": xy[0], "y": xy[1]}
+  ckpt_dir = workdir / "checkpoints"
+  if restart and ckpt_dir.exists():
+    import shutil
+    shutil.rmtree(ckpt_dir)
+  t0 = time.perf_counter()
+  result = fit(cfg, params=params, loss_fn=loss_fn, train_data=as_dict(splits["train"]),
+               val_data=as_dict(splits["val"]), key=k_train, log=log,
+               checkpoint_dir=ckpt_dir, run_signature=signature)
+  train_s = time.perf_counter() - t0
+
+  metrics, confusion = {}, {}
+  n_classes = len(class_names)
+  predict = make_predict(lambda p, b: apply_fn(p, b, train=False, key=None),
+                         min(cfg.eval_batch_size, max(len(xy[1]) for xy in splits.values())))
+  for name, (x, y) in splits.items():
+    logits = predict(result.params, x)
+    m = normalize_sums(jax.device_get(classification_sums(jnp.asarray(logits), jnp.asarray(y))))
+    metrics[f"{name}_accuracy"], metrics[f"{name}_loss"] = m["accuracy"], m["loss"]
+    confusion[name] = plots.confusion_matrix(y, logits.argmax(-1), n_classes)
+  metrics.update(best_epoch=result.best_epoch, epochs_run=len(result.history),
+                 stop_reason=result.stop_reason)
+  if result.resumed_from is not None:
+    metrics["resumed_from_epoch"] = result.resumed_from
+
+  if result.history:
+    plots.training_curves(result.history, workdir / "curves.png", title)
+  for name in ("train", "test"):
+    acc = metrics[f"{name}_accuracy"]
+    plots.plot_confusion(confusion[name], class_names, workdir / f"confusion_{name}.png",
+                         f"{title} {name} (accuracy {acc:.3f})".strip())
+  log(f"best epoch {result.best_epoch}: " + "  ".join(
+      f"{s} acc {metrics[f'{s}_accuracy']:.4f}" for s in splits))
+  history = [{k: v for k, v in r.items() if k != "step_losses"} for r in result.history]
+  return {"metrics": metrics,
+          "timing": {"compile_s": result.compile_s, "seconds_per_epoch": result.seconds_per_epoch,
+                     "train_s": train_s},
+          "history": history,
+          "confusion": {k: v.tolist() for k, v in confusion.items()}}

@@ -1,0 +1,326 @@
+"""The generic train loop: jit, optax, donated state, explicit keys, early stopping, checkpoints.
+
+A model plugs in through one function
+
+    loss_fn(params, batch, *, train: bool, key) -> (mean_loss, sums)
+
+where `batch` is a dict of arrays with a leading batch axis (it always carries a "weight" entry,
+0 for padding) and `sums` holds weighted sums ("loss", "count", optionally "correct"). The loop
+owns everything else:
+
+* an epoch is one jitted `lax.scan` over batches gathered from device-resident data (or, when
+  the data is too large for the device, a Python loop over the same jitted step; both give the
+  same numbers because the permutation and the per-step keys are the same);
+* epoch e's key is `fold_in(key, e)`, split into the permutation key and a root whose
+  `fold_in(root, step)` is the step's key (dropout), so a resumed run replays exactly the same batches and dropout;
+* after each epoch: validation, early stopping on validation loss with `patience`, and a
+  checkpoint holding the train state and the best-validation parameters;
+* a non-finite loss or gradient norm raises `DivergenceError` naming the epoch and step, before
+  anything of that epoch is saved.
+"""
+
+import dataclasses
+import math
+import time
+from functools import partial
+from typing import Callable, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from jaxml.checkpoint import Checkpointer
+from jaxml.config import require
+from jaxml.errors import DivergenceError, UserError
+from jaxml.losses import normalize_sums
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Optimisation settings shared by every gradient-trained experiment."""
+  optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"  # optax transformation
+  learning_rate: float = 1e-3       # peak step size
+  momentum: float = 0.0             # SGD / RMSprop momentum (0 = none)
+  weight_decay: float = 0.0         # decoupled weight decay (adamw only)
+  lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine decays to 0 over all epochs
+  warmup_epochs: int = 0            # linear warm-up from 0 (cosine schedule only)
+  grad_clip: float = 0.0            # clip gradients to this global L2 norm; 0 = no clipping
+  batch_size: int = 32              # examples per step; the last partial batch is dropped
+  epochs: int = 50                  # upper bound on epochs
+  patience: int = 10                # stop after this many epochs without a new best val loss; 0 = never
+  val_fraction: float = 0.1         # fraction of the training data held out for validation
+  eval_batch_size: int = 512        # examples per evaluation batch (memory only, not results)
+  epoch_mode: Literal["auto", "scan", "loop"] = "auto"  # auto: scan when data < 1 GiB
+
+
+def validate_train_config(cfg: TrainConfig) -> None:
+  """Raises UserError for values no run can use."""
+  require(cfg.learning_rate > 0 and math.isfinite(cfg.learning_rate), "learning_rate",
+          "a positive number", cfg.learning_rate)
+  require(0 <= cfg.momentum < 1, "momentum", "in [0, 1)", cfg.momentum)
+  require(cfg.weight_decay >= 0, "weight_decay", ">= 0", cfg.weight_decay)
+  require(cfg.grad_clip >= 0, "grad_clip", ">= 0 (0 disables clipping)", cfg.grad_clip)
+  require(cfg.batch_size >= 1, "batch_size", "a positive integer", cfg.batch_size)
+  require(cfg.eval_batch_size >= 1, "eval_batch_size", "a positive integer", cfg.eval_batch_size)
+  require(cfg.epochs >= 1, "epochs", "a positive integer", cfg.epochs)
+  require(cfg.patience >= 0, "patience", ">= 0", cfg.patience)
+  require(0 < cfg.val_fraction < 1, "val_fraction", "in (0, 1)", cfg.val_fraction)
+  require(0 <= cfg.warmup_epochs < cfg.epochs or cfg.warmup_epochs == 0, "warmup_epochs",
+          "smaller than epochs", cfg.warmup_epochs)
+
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+  """The optax optimizer (with clipping and schedule) the config describes."""
+  lr = cfg.learning_rate
+  if cfg.lr_schedule == "cosine" and cfg.warmup_epochs == 0:
+    lr = optax.cosine_decay_schedule(cfg.learning_rate, cfg.epochs * steps_per_epoch)
+  elif cfg.lr_schedule == "cosine":  # (with warm-up from 0, so step 0 would not move at all)
+    lr = optax.warmup_cosine_decay_schedule(
+        0.0, cfg.learning_rate, cfg.warmup_epochs * steps_per_epoch,
+        cfg.epochs * steps_per_epoch, end_value=0.0)
+  momentum = cfg.momentum or None
+  base = {
+      "sgd": lambda: optax.sgd(lr, momentum=momentum),
+      "adam": lambda: optax.adam(lr),
+      "adamw": lambda: optax.adamw(lr, weight_decay=cfg.weight_decay),
+      # Keras' RMSprop defaults (rho 0.9, eps 1e-7), since the IMDB seed used Keras.
+      "rmsprop": lambda: optax.rmsprop(lr, decay=0.9, eps=1e-7, momentum=momentum),
+  }[cfg.optimizer]()
+  if cfg.grad_clip > 0:
+    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), base)
+  return base
+
+
+# ----------------------------------------------------------------------------- steps
+def _train_step(loss_fn, optimizer, state, batch, key):
+  """One optimizer step. Returns the new state and this step's metrics (sums + norms)."""
+  (loss, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state["params"], batch, train=True, key=key)
+  updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+  params = optax.apply_updates(state["params"], updates)
+  grad_norm = optax.tree.norm(grads)
+  metrics = dict(sums, grad_norm=grad_norm, update_norm=optax.tree.norm(updates),
+                 finite=jnp.isfinite(loss) & jnp.isfinite(grad_norm))
+  return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
+
+
+def _batch_indices(key, n: int, batch_size: int):
+  """int[steps, batch_size]: a permutation of range(n) cut into full batches."""
+  steps = n // batch_size
+  return jax.random.permutation(key, n)[: steps * batch_size].reshape(steps, batch_size)
+
+
+def make_scan_epoch(loss_fn, optimizer, n: int, batch_size: int):
+  """(state, data, epoch_key) -> (state, per-step metrics); the whole epoch is one XLA program."""
+
+  def epoch(state, data, epoch_key):
+    perm_key, step_root = jax.random.split(epoch_key)
+    idx = _batch_indices(perm_key, n, batch_size)
+
+    def body(state, xs):
+      i, batch_idx = xs
+      batch = jax.tree.map(lambda a: a[batch_idx], data)
+      return _train_step(loss_fn, optimizer, state, batch, jax.random.fold_in(step_root, i))
+
+    return lax.scan(body, state, (jnp.arange(idx.shape[0]), idx))
+
+  return jax.jit(epoch, donate_argnums=0)
+
+
+def make_loop_epoch(loss_fn, optimizer, n: int, batch_size: int):
+  """Same contract as `make_scan_epoch`, but a Python loop of jitted steps over host data."""
+  step = jax.jit(partial(_train_step, loss_fn, optimizer), donate_argnums=0)
+
+  def epoch(state, data, epoch_key):
+    perm_key, step_root = jax.random.split(epoch_key)
+    idx = np.asarray(_batch_indices(perm_key, n, batch_size))
+    rows = []
+    for i, batch_idx in enumerate(idx):
+      batch = {k: v[batch_idx] for k, v in data.items()}
+      state, m = step(state, batch, jax.random.fold_in(step_root, i))
+      rows.append(m)
+    return state, jax.tree.map(lambda *xs: jnp.stack(xs), *rows)
+
+  return epoch
+
+
+def make_evaluate(loss_fn, batch_size: int):
+  """(params, data) -> summed metrics over all examples (padding carries weight 0)."""
+
+  @jax.jit
+  def evaluate(params, data):
+    n = data["weight"].shape[0]
+    nb = -(-n // batch_size)
+    pad = nb * batch_size - n
+    padded = jax.tree.map(
+        lambda a: jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)).reshape(
+            (nb, batch_size) + a.shape[1:]), data)
+
+    def body(acc, batch):
+      _, sums = loss_fn(params, batch, train=False, key=None)
+      return jax.tree.map(jnp.add, acc, sums), None
+
+    zero = jax.eval_shape(lambda b: loss_fn(params, b, train=False, key=None)[1],
+                          jax.tree.map(lambda a: a[0], padded))
+    zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zero)
+    return lax.scan(body, zero, padded)[0]
+
+  return evaluate
+
+
+# ----------------------------------------------------------------------------- the loop
+@dataclasses.dataclass
+class FitResult:
+  params: dict                 # best-validation parameters (host numpy arrays)
+  history: list[dict]          # one row per epoch
+  best_epoch: int
+  stop_reason: str             # "max epochs" or "early stopping: ..."
+  compile_s: float             # time to compile the epoch program (excluded from epoch times)
+  seconds_per_epoch: float     # mean wall time of a training epoch + validation
+  resumed_from: int | None     # epoch the run resumed after, if it did
+
+
+def _with_weight(data: dict) -> dict:
+  n = len(next(iter(data.values())))
+  return data if "weight" in data else dict(data, weight=np.ones((n,), np.float32))
+
+
+def _host(tree):
+  return jax.tree.map(np.asarray, jax.device_get(tree))
+
+
+def fit(cfg: TrainConfig, *, params, loss_fn: Callable, train_data: dict, val_data: dict,
+        key, log: Callable[[str], None] = print, checkpoint_dir=None,
+        run_signature: dict | None = None) -> FitResult:
+  """Trains `params` on `train_data`, early-stopping on `val_data`; returns the best parameters.
+
+  Args:
+    train_data, val_data: dicts of numpy arrays with equal leading length (e.g. {"x", "y"}).
+    key: the run's PRNG key; epoch e uses fold_in(key, e).
+    checkpoint_dir: if given, a checkpoint is written after every epoch and an existing one is
+      resumed from ("resuming from epoch k" is logged).
+    run_signature: JSON-ready description of the run (config, data); resuming a checkpoint made
+      with a different signature is refused so results never mix two configurations.
+  """
+  train_data, val_data = _with_weight(train_data), _with_weight(val_data)
+  n = len(train_data["weight"])
+  if n < cfg.batch_size:
+    raise UserError(f"only {n} training examples for batch_size={cfg.batch_size}; "
+                    f"lower --config.batch_size")
+  steps_per_epoch = n // cfg.batch_size
+  optimizer = make_optimizer(cfg, steps_per_epoch)
+  nbytes = sum(v.nbytes for v in train_data.values())
+  mode = cfg.epoch_mode if cfg.epoch_mode != "auto" else ("scan" if nbytes < 2**30 else "loop")
+  if mode == "scan":
+    epoch_fn = make_scan_epoch(loss_fn, optimizer, n, cfg.batch_size)
+    train_dev = jax.device_put(train_data)
+  else:
+    epoch_fn = make_loop_epoch(loss_fn, optimizer, n, cfg.batch_size)
+    train_dev = train_data
+  evaluate = make_evaluate(loss_fn, cfg.eval_batch_size)
+  val_dev = jax.device_put(val_data)
+
+  state = {"step": jnp.zeros((), jnp.int32), "params": params,
+           "opt_state": optimizer.init(params)}
+  best_params, best_val, best_epoch, bad_epochs, history = _host(params), math.inf, 0, 0, []
+  start, resumed_from, meta = 1, None, {}
+  ckpt = Checkpointer(checkpoint_dir) if checkpoint_dir is not None else None
+  try:
+    if ckpt is not None and ckpt.latest_epoch() is not None:
+      last = ckpt.latest_epoch()
+      meta = ckpt.read_meta(last)
+      if run_signature is not None and meta.get("signature") != run_signature:
+        raise UserError(f"{checkpoint_dir} holds a run with a different config or data; "
+                        f"pass --restart to start over or choose another --workdir")
+      tree, _ = ckpt.restore(last, {"state": state, "best_params": params})
+      state, best_params = tree["state"], _host(tree["best_params"])
+      best_val, best_epoch = meta["best_val"], meta["best_epoch"]
+      bad_epochs, history = meta["bad_epochs"], meta["history"]
+      start, resumed_from = last + 1, last
+      log(f"resuming from epoch {last} (checkpoint in {checkpoint_dir})")
+      if meta.get("stop_reason"):
+        start = cfg.epochs + 1  # that run had already finished; only re-evaluate.
+    loop = _epochs(cfg, state=state, start=start, epoch_fn=epoch_fn, mode=mode,
+                   train_dev=train_dev, val_dev=val_dev, evaluate=evaluate, key=key, log=log,
+                   ckpt=ckpt, run_signature=run_signature, steps_per_epoch=steps_per_epoch,
+                   best=(best_params, best_val, best_epoch, bad_epochs), history=history,
+                   stop_reason=meta.get("stop_reason"))
+  finally:
+    if ckpt is not None:
+      ckpt.close()
+  best_params, best_epoch, stop_reason, compile_s, epoch_times = loop
+  return FitResult(params=best_params, history=history, best_epoch=best_epoch,
+                   stop_reason=stop_reason, compile_s=compile_s,
+                   seconds_per_epoch=float(np.mean(epoch_times)) if epoch_times else 0.0,
+                   resumed_from=resumed_from)
+
+
+def _epochs(cfg, *, state, start, epoch_fn, mode, train_dev, val_dev, evaluate, key, log, ckpt,
+            run_signature, steps_per_epoch, best, history, stop_reason):
+  """The epoch loop of `fit`: train, validate, keep the best, checkpoint, stop."""
+  best_params, best_val, best_epoch, bad_epochs = best
+  compile_s = 0.0
+  if mode == "scan" and start <= cfg.epochs:
+    t0 = time.perf_counter()
+    epoch_fn = epoch_fn.lower(state, train_dev, jax.random.fold_in(key, start)).compile()
+    compile_s = time.perf_counter() - t0
+    log(f"compiled the epoch program in {compile_s:.1f}s ({steps_per_epoch} steps/epoch)")
+
+  epoch_times = []
+  for epoch in range(start, cfg.epochs + 1):
+    t0 = time.perf_counter()
+    state, steps = epoch_fn(state, train_dev, jax.random.fold_in(key, epoch))
+    steps = _host(steps)
+    if not steps["finite"].all():
+      bad = int(np.argmin(steps["finite"]))
+      raise DivergenceError(
+          f"non-finite loss or gradient at epoch {epoch}, step {bad + 1} of {len(steps['finite'])} "
+          f"(loss {steps['loss'][bad] / max(steps['count'][bad], 1):.3g}, grad norm "
+          f"{steps['grad_norm'][bad]:.3g}); the last good checkpoint is epoch {epoch - 1}. "
+          f"Lower --config.learning_rate or set --config.grad_clip")
+    train_m = normalize_sums({k: steps[k].sum() for k in ("loss", "correct", "count")
+                              if k in steps})
+    val_m = normalize_sums(_host(evaluate(state["params"], val_dev)))
+    if not math.isfinite(val_m["loss"]):
+      raise DivergenceError(f"non-finite validation loss at epoch {epoch}; the last good "
+                            f"checkpoint is epoch {epoch - 1}. Lower --config.learning_rate")
+    seconds = time.perf_counter() - t0
+    epoch_times.append(seconds)
+    row = {"epoch": epoch,
+           **{f"train_{k}": v for k, v in train_m.items()},
+           **{f"val_{k}": v for k, v in val_m.items()},
+           "grad_norm": float(steps["grad_norm"].mean()),
+           "update_norm": float(steps["update_norm"].mean()),
+           "param_norm": float(optax.tree.norm(state["params"])),
+           "step_losses": (steps["loss"] / np.maximum(steps["count"], 1)).tolist(),
+           "seconds": seconds}
+    history.append(row)
+    if val_m["loss"] < best_val:
+      best_val, best_epoch, bad_epochs = val_m["loss"], epoch, 0
+      best_params = _host(state["params"])
+    else:
+      bad_epochs += 1
+    log(_epoch_line(row, cfg.epochs, best_epoch))
+    if cfg.patience and bad_epochs >= cfg.patience:
+      stop_reason = f"early stopping: no better val loss for {cfg.patience} epochs"
+    elif epoch == cfg.epochs:
+      stop_reason = "max epochs"
+    if ckpt is not None:
+      ckpt.save(epoch, {"state": state, "best_params": best_params},
+                {"signature": run_signature, "best_val": best_val, "best_epoch": best_epoch,
+                 "bad_epochs": bad_epochs, "history": history, "stop_reason": stop_reason})
+    if stop_reason:
+      log(f"stopped at epoch {epoch} ({stop_reason}); best val loss {best_val:.4f} "
+          f"at epoch {best_epoch}")
+      break
+  return best_params, best_epoch, stop_reason, compile_s, epoch_times
+
+
+def _epoch_line(row: dict, epochs: int, best_epoch: int) -> str:
+  acc = lambda k: f" acc {row[k]:.4f}" if k in row else ""
+  return (f"epoch {row['epoch']:3d}/{epochs}  train loss {row['train_loss']:.4f}"
+          f"{acc('train_accuracy')}  val loss {row['val_loss']:.4f}{acc('val_accuracy')}  "
+          f"|g| {row['grad_norm']:.3g}  {row['seconds']:.2f}s"
+          + ("  *" if best_epoch == row["epoch"] else ""))

@@ -1,0 +1,18 @@
+"""Test session setup: float64 available for gradient checks (enabled once, before any test)."""
+
+import jax
+import pytest
+
+jax.config.update("jax_enable_x64", True)
+
+
+def tree_allclose(a, b, **kw) -> bool:
+  import numpy as np
+  la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+  return (jax.tree.structure(a) == jax.tree.structure(b)
+          and all(np.allclose(x, y, **kw) for x, y in zip(la, lb)))
+
+
+@pytest.fixture
+def allclose():
+  return tree_allclose

@@ -1,0 +1,144 @@
+"""Activity loaders on tiny generated files, malformed ones included."""
+
+import h5py
+import numpy as np
+import pytest
+
+from jaxml.data import activity
+from jaxml.data.splits import channel_stats, standardize, stratified_holdout
+from jaxml.errors import UserError
+
+
+def write_h5(path, n_train=12, n_test=6, t=10, c=3, k=6, drop=(), **replace):
+  rng = np.random.default_rng(0)
+  arrays = {"trX": rng.standard_normal((n_train, t, c)).astype(np.float32),
+            "trY": np.eye(k)[np.arange(n_train) % k],
+            "tstX": rng.standard_normal((n_test, t, c)).astype(np.float32),
+            "tstY": np.eye(k)[np.arange(n_test) % k]}
+  arrays.update(replace)
+  with h5py.File(path, "w") as f:
+    for key, value in arrays.items():
+      if key not in drop:
+        f[key] = value
+  return path
+
+
+def test_seed_h5_roundtrip(tmp_path):
+  data = activity.load_activity(str(write_h5(tmp_path / "data3.h5")))
+  assert data.x_train.shape == (12, 10, 3) and data.x_train.dtype == np.float32
+  assert data.y_train.tolist() == [0, 1, 2, 3, 4, 5] * 2
+  assert data.class_names == activity.SEED_CLASSES
+  # a directory holding data3.h5 works too
+  assert activity.load_activity(str(tmp_path)).x_test.shape == (6, 10, 3)
+
+
+def test_seed_h5_integer_labels(tmp_path):
+  p = write_h5(tmp_path / "d.h5", trY=np.arange(12) % 3, tstY=np.arange(6) % 3)
+  data = activity.load_activity(str(p))
+  assert data.class_names == ("class_0", "class_1", "class_2")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(drop=("trX",)), "lacks dataset.*trX"),
+    (dict(trX=np.zeros((12, 10))), "trX has shape"),
+    (dict(tstX=np.zeros((6, 9, 3))), "differ"),
+    (dict(trY=np.eye(6)[:5]), "trY has 5 rows"),
+    (dict(trY=np.full((12, 6), 0.5)), "not one-hot"),
+    (dict(trX=np.full((12, 10, 3), np.nan)), "NaN"),
+    (dict(tstY=np.array(["a"] * 6, dtype="S1")), "tstY has shape"),
+])
+def test_seed_h5_bad_contents(tmp_path, kwargs, message):
+  with pytest.raises(UserError, match=message):
+    activity.load_activity(str(write_h5(tmp_path / "bad.h5", **kwargs)))
+
+
+def test_not_hdf5_and_missing_and_truncated(tmp_path):
+  (tmp_path / "fake.h5").write_text("hello")
+  with pytest.raises(UserError, match="not an HDF5 file"):
+    activity.load_activity(str(tmp_path / "fake.h5"))
+  with pytest.raises(UserError, match="does not exist"):
+    activity.load_activity(str(tmp_path / "nope.h5"))
+  good = write_h5(tmp_path / "good.h5").read_bytes()
+  (tmp_path / "cut.h5").write_bytes(good[: len(good) // 2])
+  with pytest.raises(UserError, match="cut.h5"):
+    activity.load_activity(str(tmp_path / "cut.h5"))
+
+
+def wisdm_text(users=(1, 2, 3), per_run=40):
+  lines = []
+  for u in users:
+    for act in ("Walking", "Jogging", "Sitting"):
+      for i in range(per_run):
+        lines.append(f"{u},{act},{1000 + i},{i * 0.1:.3f},{u + 0.5},{-1.0};")
+  return lines
+
+
+def test_wisdm_windows_split_by_user_and_skip_malformed(tmp_path, capsys):
+  lines = wisdm_text()
+  lines.insert(5, "1,Walking,12,0.1,0.2;")          # 5 fields
+  lines.insert(9, "1,Walking,12,abc,0.2,0.3;")      # not a number
+  lines.insert(13, "1,Flying,12,0.1,0.2,0.3;")      # unknown activity
+  lines.insert(17, "1,Walking,12,nan,0.2,0.3;")     # NaN
+  lines.append("3,Sitting,99,1.0,2.0,3.0,;")        # trailing comma (as in the real file)
+  (tmp_path / "WISDM_ar_v1.1_raw.txt").write_text("\n".join(lines) + "\n")
+  data = activity.load_activity(str(tmp_path), window=10, stride=10, test_user_fraction=0.34)
+  assert data.notes["malformed_records_skipped"] == 4
+  assert data.notes["records"] == 3 * 3 * 40 + 1
+  assert len(data.notes["test_users"]) == 1
+  # 40-sample runs give 4 windows each; user 3's Sitting run has 41 samples, still 4 windows
+  assert len(data.y_train) + len(data.y_test) == 3 * 3 * 4
+  assert len(data.y_test) == 12
+  assert data.x_train.shape[1:] == (10, 3)
+  # x of every window is the run's consecutive samples
+  np.testing.assert_allclose(np.diff(data.x_train[0, :, 0]), 0.1, atol=1e-5)
+
+
+def test_wisdm_records_split_on_semicolons_within_a_line():
+  recs, skipped = activity.parse_wisdm("1,Walking,1,0,0,0;2,Jogging,2,1,1,1;\n\n;")
+  assert [r[:2] for r in recs] == [(1, 5), (2, 1)] and skipped == 0
+
+
+def test_wisdm_nothing_usable(tmp_path):
+  (tmp_path / "w.txt").write_text("garbage\nmore garbage\n")
+  with pytest.raises(UserError, match="no WISDM records"):
+    activity.load_activity(str(tmp_path / "w.txt"))
+  (tmp_path / "bin.txt").write_bytes(b"\xff\xfe\x00\x81" * 10)
+  with pytest.raises(UserError, match="not a text file"):
+    activity.load_activity(str(tmp_path / "bin.txt"))
+
+
+def test_embedded_basic_motions():
+  data = activity.load_activity(None)
+  assert data.x_train.shape == (40, 100, 6) and data.x_test.shape == (40, 100, 6)
+  assert set(data.class_names) == {"standing", "running", "walking", "badminton"}
+  assert np.bincount(data.y_train).tolist() == [10, 10, 10, 10]
+  acc = activity.load_activity(None, channels="accelerometer")
+  np.testing.assert_array_equal(acc.x_train, data.x_train[..., :3])
+
+
+def test_ts_reader_rejects_bad_files(tmp_path):
+  head = "@problemName X\n@classLabel true a b\n@data\n"
+  (tmp_path / "X_TRAIN.ts").write_text(head + "1,2,3:4,5,6:a\n1,2,3:4,5,6:b\n")
+  (tmp_path / "X_TEST.ts").write_text(head + "1,2,3:4,5,6:c\n")
+  with pytest.raises(UserError, match="not in its @classLabel"):
+    activity.load_activity(str(tmp_path / "X_TRAIN.ts"))
+  (tmp_path / "X_TEST.ts").write_text(head + "1,2:4,5,6:a\n")
+  with pytest.raises(UserError, match="unequal length"):
+    activity.load_activity(str(tmp_path / "X_TRAIN.ts"))
+  (tmp_path / "X_TEST.ts").write_text(head + "1,2,3:4,5,6:a\n")
+  data = activity.load_activity(str(tmp_path / "X_TRAIN.ts"))
+  assert data.x_train.shape == (2, 3, 2) and data.y_test.tolist() == [0]
+  with pytest.raises(UserError, match="needs 6 channels"):
+    activity.load_activity(str(tmp_path / "X_TRAIN.ts"), channels="gyroscope")
+
+
+def test_holdout_is_stratified_and_statistics_come_from_train():
+  y = np.repeat(np.arange(4), 10)
+  keep, held = stratified_holdout(y, 0.1, seed=0)
+  assert np.bincount(y[held]).tolist() == [1, 1, 1, 1]
+  assert len(np.intersect1d(keep, held)) == 0 and len(keep) + len(held) == 40
+  x = np.random.default_rng(0).standard_normal((40, 5, 2)).astype(np.float32) * 3 + 1
+  mean, std = channel_stats(x[keep])
+  z = standardize(x[keep], mean, std)
+  np.testing.assert_allclose(z.mean(axis=(0, 1)), 0, atol=1e-5)
+  np.testing.assert_allclose(z.std(axis=(0, 1)), 1, atol=1e-4)

@@ -1,0 +1,123 @@
+"""The command line as a user types it: tiny end-to-end runs and every bad-input path."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_data_activity import write_h5
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, cwd=ROOT):
+  env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
+  return subprocess.run([sys.executable, "-m", "experiments.run", *args], cwd=cwd, env=env,
+                        capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(proc, pattern, status=2):
+  assert proc.returncode == status, (proc.returncode, proc.stderr[-2000:])
+  assert "Traceback" not in proc.stderr, proc.stderr
+  errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+  assert len(errors) == 1, proc.stderr
+  import re
+  assert re.search(pattern, errors[0]), errors[0]
+
+
+@pytest.mark.parametrize("exp", ["rnn_activity", "lstm_activity", "gru_activity"])
+def test_tiny_end_to_end(exp, tmp_path):
+  proc = run_cli(f"--exp={exp}", "--tiny", f"--workdir={tmp_path}", "--seed=3")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  res = json.loads((tmp_path / "results.json").read_text())
+  assert {"exp", "metrics", "config", "timing"} <= set(res)
+  assert res["exp"] == exp and res["config"]["cell"] == exp.split("_")[0]
+  assert 0.0 <= res["metrics"]["test_accuracy"] <= 1.0
+  assert res["data"]["channels"] and res["run"]["seed"] == 3
+  for png in ("curves.png", "confusion_train.png", "confusion_test.png"):
+    assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert any((tmp_path / "checkpoints").iterdir())
+  assert "epoch   1/2" in proc.stdout
+
+
+def test_seed_preset_on_a_seed_format_file_and_overrides(tmp_path):
+  data = write_h5(tmp_path / "data3.h5", n_train=40, n_test=12, t=12)
+  proc = run_cli("--exp=gru_activity", "--preset=seed", "--tiny", f"--data_path={data}",
+                 f"--workdir={tmp_path / 'w'}", "--config.hidden=5", "--config.epochs=3")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  res = json.loads((tmp_path / "w" / "results.json").read_text())
+  assert res["config"]["optimizer"] == "sgd" and res["config"]["learning_rate"] == 0.3
+  assert res["config"]["hidden"] == 5 and res["metrics"]["epochs_run"] == 3
+  assert res["data"]["classes"][0] == "downstairs"
+
+
+def test_same_seed_same_numbers(tmp_path):
+  out = []
+  for name in ("a", "b"):
+    proc = run_cli("--exp=lstm_activity", "--tiny", f"--workdir={tmp_path / name}", "--seed=1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out.append(json.loads((tmp_path / name / "results.json").read_text()))
+  assert out[0]["metrics"] == out[1]["metrics"]
+  assert out[0]["history"] == [dict(r, seconds=out[0]["history"][i]["seconds"])
+                               for i, r in enumerate(out[1]["history"])]
+
+
+def test_rerun_resumes_and_restart_starts_over(tmp_path):
+  assert run_cli("--exp=rnn_activity", "--tiny", f"--workdir={tmp_path}").returncode == 0
+  first = json.loads((tmp_path / "results.json").read_text())
+  again = run_cli("--exp=rnn_activity", "--tiny", f"--workdir={tmp_path}")
+  assert again.returncode == 0 and "resuming from epoch 2" in again.stdout
+  assert json.loads((tmp_path / "results.json").read_text())["metrics"]["test_accuracy"] == \
+      first["metrics"]["test_accuracy"]
+  fresh = run_cli("--exp=rnn_activity", "--tiny", f"--workdir={tmp_path}", "--restart")
+  assert fresh.returncode == 0 and "resuming" not in fresh.stdout
+  changed = run_cli("--exp=rnn_activity", "--tiny", f"--workdir={tmp_path}", "--config.hidden=9")
+  assert_one_line_error(changed, "different config.*--restart")
+
+
+def _bad_h5(tmp_path, **kw):
+  return str(write_h5(tmp_path / "bad.h5", **kw))
+
+
+BAD_INPUTS = {
+    "unknown_exp": (lambda p: ["--exp=gru_activty"], r"unknown experiment.*valid: .*gru_activity"),
+    "missing_exp": (lambda p: [], r"missing --exp; valid"),
+    "missing_path": (lambda p: ["--data_path=/nonexistent/data3.h5"], r"does not exist"),
+    "not_hdf5": (lambda p: ["--data_path=" + str(p / "x.h5")], r"not an HDF5 file"),
+    "no_trX": (lambda p: ["--data_path=" + _bad_h5(p, drop=("trX",))], r"lacks dataset.*trX"),
+    "wrong_shape": (lambda p: ["--data_path=" + _bad_h5(p, trX=[[1.0]] * 12)], r"trX has shape"),
+    "nan": (lambda p: ["--data_path=" + _bad_h5(p, tstX=__import__("numpy").full((6, 10, 3),
+                                                                               float("nan")))],
+            r"NaN"),
+    "bad_value": (lambda p: ["--config.learning_rate=fast"], r"expects a number"),
+    "negative_lr": (lambda p: ["--config.learning_rate=-0.1"], r"learning_rate.*positive"),
+    "unknown_key": (lambda p: ["--config.lr=0.1"], r"unknown config key.*valid keys"),
+    "bad_flag": (lambda p: ["--seed=abc"], r"seed"),
+    "unknown_flag": (lambda p: ["--sed=1"], r"sed"),
+    "positional": (lambda p: ["lr=0.1"], r"--config.KEY=VALUE"),
+    "bad_preset": (lambda p: ["--preset=best"], r"valid: default, seed"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_exits_2_with_one_line(case, tmp_path):
+  (tmp_path / "x.h5").write_text("not hdf5")
+  work = tmp_path / "work"
+  work.mkdir()
+  (work / "results.json").write_text('{"keep": true}')
+  args, pattern = BAD_INPUTS[case]
+  exp = [] if case in ("unknown_exp", "missing_exp") else ["--exp=gru_activity"]
+  proc = run_cli(*exp, *args(tmp_path), f"--workdir={work}", "--tiny")
+  assert_one_line_error(proc, pattern)
+  assert (work / "results.json").read_text() == '{"keep": true}'  # nothing overwritten
+  assert sorted(p.name for p in work.iterdir()) == ["results.json"]
+
+
+def test_divergence_exits_3_and_keeps_the_last_checkpoint(tmp_path):
+  proc = run_cli("--exp=rnn_activity", "--tiny", f"--workdir={tmp_path}", "--preset=seed",
+                 "--config.learning_rate=1e30", "--config.epochs=5")
+  assert_one_line_error(proc, r"non-finite .* epoch \d+", status=3)
+  assert not (tmp_path / "results.json").exists()

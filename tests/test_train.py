@@ -1,0 +1,94 @@
+"""The train loop: scan and loop epochs agree, early stopping, divergence, checkpoint resume."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxml import nn
+from jaxml.errors import DivergenceError, UserError
+from jaxml.losses import classification_loss
+from jaxml.train import TrainConfig, fit
+
+CFG = TrainConfig(optimizer="sgd", learning_rate=0.2, momentum=0.5, batch_size=8, epochs=4,
+                  patience=0)
+
+
+def _problem(n=40, seed=0):
+  rng = np.random.default_rng(seed)
+  x = rng.standard_normal((n, 5)).astype(np.float32)
+  y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(np.int32)
+  params = nn.mlp_init(jax.random.key(0), (5, 8, 2))
+
+  def loss_fn(p, batch, *, train, key):
+    logits = nn.mlp(p, batch["x"], dropout_rate=0.2, train=train, key=key)
+    return classification_loss(logits, batch["y"], batch["weight"])
+
+  return params, loss_fn, {"x": x[:32], "y": y[:32]}, {"x": x[32:], "y": y[32:]}
+
+
+def _fit(cfg, log=lambda m: None, **kw):
+  params, loss_fn, tr, va = _problem()
+  return fit(cfg, params=params, loss_fn=loss_fn, train_data=tr, val_data=va,
+             key=jax.random.key(7), log=log, **kw)
+
+
+def test_scan_and_loop_epochs_give_the_same_numbers(allclose):
+  a = _fit(dataclasses.replace(CFG, epoch_mode="scan"))
+  b = _fit(dataclasses.replace(CFG, epoch_mode="loop"))
+  assert allclose(a.params, b.params, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose([r["val_loss"] for r in a.history],
+                             [r["val_loss"] for r in b.history], rtol=1e-5)
+
+
+def test_same_key_same_result_and_training_helps(allclose):
+  a, b = _fit(CFG), _fit(CFG)
+  assert allclose(a.params, b.params, rtol=0, atol=0)
+  assert a.history[-1]["train_loss"] < a.history[0]["train_loss"]
+
+
+def test_early_stopping_returns_best_validation_params():
+  res = _fit(dataclasses.replace(CFG, learning_rate=2.0, epochs=30, patience=2))
+  vals = [r["val_loss"] for r in res.history]
+  assert res.best_epoch == int(np.argmin(vals)) + 1
+  assert len(vals) == res.best_epoch + 2 or len(vals) == 30
+  assert "early stopping" in res.stop_reason or len(vals) == 30
+
+
+def test_nonfinite_loss_raises_with_epoch_and_step(tmp_path):
+  params, loss_fn, tr, va = _problem()
+  bad = dict(tr, x=tr["x"].copy())
+  bad["x"][5, 0] = np.inf  # an example that poisons whichever batch draws it
+  with pytest.raises(DivergenceError, match=r"epoch 1, step \d+"):
+    fit(CFG, params=params, loss_fn=loss_fn, train_data=bad, val_data=va,
+        key=jax.random.key(0), log=lambda m: None, checkpoint_dir=tmp_path / "ck")
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path, allclose):
+  full = _fit(CFG, checkpoint_dir=tmp_path / "full")
+
+  def kill_in_epoch_3(msg):  # dies after epoch 3 is computed, before its checkpoint is saved
+    if msg.startswith("epoch   3"):
+      raise KeyboardInterrupt
+
+  with pytest.raises(KeyboardInterrupt):
+    _fit(CFG, checkpoint_dir=tmp_path / "part", log=kill_in_epoch_3)
+  logs = []
+  resumed = _fit(CFG, checkpoint_dir=tmp_path / "part", log=logs.append)
+  assert logs[0].startswith("resuming from epoch 2")
+  assert resumed.resumed_from == 2
+  assert allclose(full.params, resumed.params, rtol=0, atol=0)
+  assert [r["val_loss"] for r in full.history] == [r["val_loss"] for r in resumed.history]
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+  _fit(CFG, checkpoint_dir=tmp_path, run_signature={"lr": 1})
+  with pytest.raises(UserError, match="--restart"):
+    _fit(CFG, checkpoint_dir=tmp_path, run_signature={"lr": 2})
+
+
+def test_too_few_examples_for_a_batch():
+  with pytest.raises(UserError, match="batch_size"):
+    _fit(dataclasses.replace(CFG, batch_size=1000))
