@@ -30,12 +30,17 @@ from jaxml.train import TrainConfig, validate_train_config
 
 @dataclasses.dataclass(frozen=True)
 class Config(TrainConfig):
-  """Model and data settings; optimisation settings are inherited from TrainConfig."""
+  """Model and data settings; optimisation settings are inherited from TrainConfig.
+
+  Measured (2-core CPU, embedded BasicMotions, --seed=0, python -m experiments.run --exp=...):
+  default preset ~30 s per run, test accuracy GRU 0.975, LSTM 0.975, RNN 1.000;
+  seed preset ~10 s, test accuracy GRU 0.425, LSTM 0.350, RNN 0.400.
+  """
   # --- model
   cell: Literal["rnn", "lstm", "gru"] = "gru"  # recurrent cell
   hidden: int = 128                 # recurrent units (seed: 128)
   head: tuple[int, ...] = (70, 30)  # ReLU MLP layer sizes after the recurrent layer (seed)
-  readout: Literal["last", "mean"] = "last"  # last hidden state, or mean over time
+  readout: Literal["last", "mean"] = "mean"  # mean over time (seed: last hidden state)
   dropout: float = 0.0              # dropout on the readout and head inputs in training
   forget_bias: float = 1.0          # LSTM forget-gate bias at init (ignored by RNN, GRU)
   unroll: int = 1                   # lax.scan unroll factor (speed only, same numbers)
@@ -47,19 +52,29 @@ class Config(TrainConfig):
   test_user_fraction: float = 0.2   # WISDM raw: share of users held out for testing
   # --- optimisation (TrainConfig fields whose default differs here)
   optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
-  learning_rate: float = 3e-3       # peak; cosine-decayed over `epochs`
+  learning_rate: float = 3e-3       # peak, cosine-decayed over `epochs` (LSTM default: 1e-2)
   lr_schedule: Literal["constant", "cosine"] = "cosine"
   grad_clip: float = 1.0            # global-norm clipping against exploding BPTT gradients
-  batch_size: int = 32              # seed: 32
-  epochs: int = 60                  # upper bound; early stopping usually ends sooner
-  patience: int = 15                # epochs without a better validation loss before stopping
+  batch_size: int = 8               # small batches: BasicMotions has only 36 training series
+  epochs: int = 100                 # upper bound; early stopping usually ends sooner
+  patience: int = 20                # epochs without a better validation loss before stopping
+
+
+# Our default learning rate per cell, chosen by 4-fold cross-validation on the BasicMotions
+# training series (never the test set) and checked for stability on 150-step sequences; see
+# BUILD_NOTES.md ("Choosing the activity defaults").
+DEFAULT_LEARNING_RATE = {"rnn": 3e-3, "lstm": 1e-2, "gru": 3e-3}
+
+
+def default_preset(cell: str) -> Config:
+  return Config(cell=cell, learning_rate=DEFAULT_LEARNING_RATE[cell])
 
 
 def seed_preset(cell: str) -> Config:
   """The seed's hyper-parameters (its GRU needed the larger learning rate 0.3)."""
   return Config(cell=cell, optimizer="sgd", learning_rate=0.3 if cell == "gru" else 0.1,
                 momentum=0.85, lr_schedule="constant", grad_clip=0.0, batch_size=32,
-                epochs=50, patience=5, normalize="none", forget_bias=0.0)
+                epochs=50, patience=5, normalize="none", forget_bias=0.0, readout="last")
 
 
 def tiny(cfg: Config) -> Config:
@@ -122,7 +137,7 @@ def _experiment(cell: str) -> Experiment:
   return Experiment(
       name=f"{cell}_activity",
       description=f"{cell.upper()} (128) -> MLP 70-30 activity classifier",
-      presets={"default": Config(cell=cell), "seed": seed_preset(cell)},
+      presets={"default": default_preset(cell), "seed": seed_preset(cell)},
       tiny=tiny, validate=validate, run=run)
 
 

@@ -46,7 +46,7 @@ def training_curves(history: Sequence[dict], path, title: str = "") -> None:
   for ax in axes:
     ax.grid(alpha=0.3)
   if title:
-    fig.suptitle(title)
+    fig.suptitle(title, y=1.03)
   _save(fig, path)
 
 
