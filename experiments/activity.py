@@ -120,7 +120,7 @@ def run(cfg: Config, ctx: RunContext) -> dict:
           f"{len(data.y_test)} test, {data.x_train.shape[1]} steps x {data.x_train.shape[2]} "
           f"channels ({described['channels']}), classes {', '.join(data.class_names)}")
   n_features, n_classes = data.x_train.shape[-1], len(data.class_names)
-  out = train_classifier(
+  out, _ = train_classifier(
       cfg, splits=splits, class_names=data.class_names,
       init_fn=lambda k: sequence_classifier.init(k, cfg, n_features=n_features,
                                                  n_classes=n_classes),

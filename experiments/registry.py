@@ -1,6 +1,6 @@
 """Every `--exp` name, explicitly: add a line here when you add an experiment."""
 
-from experiments import activity
+from experiments import activity, mnist_cnn
 from experiments.base import Experiment
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -8,5 +8,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         activity.RNN,
         activity.LSTM,
         activity.GRU,
+        mnist_cnn.CNN,
+        mnist_cnn.LENET5,
     )
 }

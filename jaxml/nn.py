@@ -66,3 +66,35 @@ def mlp(params: Params, x, *, activation: str = "relu", dropout_rate: float = 0.
       x = dropout(act(x), dropout_rate, key=k, train=train)
     x = dense(layer, x)
   return x
+
+
+# ----------------------------------------------------------------------------- convolution
+def conv2d_init(key, kernel: int, c_in: int, c_out: int, dtype=jnp.float32) -> Params:
+  """{"w": f[k, k, c_in, c_out] (HWIO), "b": f[c_out]}; Xavier-uniform over the receptive field."""
+  fan_in, fan_out = kernel * kernel * c_in, kernel * kernel * c_out
+  return {"w": xavier_uniform(key, (kernel, kernel, c_in, c_out), fan_in, fan_out, dtype),
+          "b": jnp.zeros((c_out,), dtype)}
+
+
+def conv2d(params: Params, x, padding: str = "SAME"):
+  """Cross-correlation (what deep-learning 'convolution' means; the seed explains why):
+  out[b, i, j, d] = sum_{m, n, c} w[m, n, c, d] * x[b, i + m, j + n, c] + b[d].
+  x: f[batch, H, W, c_in] (NHWC) -> f[batch, H', W', c_out]; H' = H ('SAME') or H - k + 1."""
+  y = jax.lax.conv_general_dilated(x, params["w"], window_strides=(1, 1), padding=padding,
+                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return y + params["b"]
+
+
+def max_pool(x, size: int = 2):
+  """Non-overlapping size x size max-pooling: f[b, H, W, c] -> f[b, H // size, W // size, c]."""
+  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, size, size, 1), (1, size, size, 1),
+                               "VALID")
+
+
+def avg_pool(x, size: int = 2):
+  """Non-overlapping size x size average-pooling: f[b, H, W, c] -> f[b, H // size, W // size, c]."""
+  s = jax.lax.reduce_window(x, 0.0, jax.lax.add, (1, size, size, 1), (1, size, size, 1), "VALID")
+  return s / (size * size)
+
+
+POOLS = {"max": max_pool, "avg": avg_pool}

@@ -36,7 +36,8 @@ def make_predict(apply_fn: Callable, batch_size: int) -> Callable:
 
 def train_classifier(cfg: TrainConfig, *, splits: dict, class_names, init_fn: Callable,
                      apply_fn: Callable, key, workdir, log=print, restart: bool = False,
-                     signature: dict | None = None, title: str = "") -> dict:
+                     signature: dict | None = None, title: str = "",
+                     augment: Callable | None = None) -> tuple[dict, dict]:
   """Fits `apply_fn` on splits["train"], early-stops on splits["val"], tests on splits["test"].
 
   Args:
@@ -44,15 +45,21 @@ def train_classifier(cfg: TrainConfig, *, splits: dict, class_names, init_fn: Ca
     init_fn: key -> params. apply_fn: (params, x, *, train, key) -> logits f[n, classes].
     key: the run's PRNG key (initialisation and training keys are split from it).
     workdir: gets checkpoints/, curves.png, confusion_train.png, confusion_test.png.
+    augment: optional (x, key) -> x applied to every training batch (never to evaluation).
   Returns:
-    {"metrics", "timing", "history", "confusion"} for results.json.
+    ({"metrics", "timing", "history", "confusion"} for results.json,
+     {"params": best parameters, "logits": {split: f32[n, classes]}} for further pictures).
   """
   workdir = Path(workdir)
   k_init, k_train = jax.random.split(key)
   params = init_fn(k_init)
 
   def loss_fn(params, batch, *, train, key):
-    logits = apply_fn(params, batch["x"], train=train, key=key)
+    x = batch["x"]
+    if train and augment is not None:
+      k_aug, key = jax.random.split(key)
+      x = augment(x, k_aug)
+    logits = apply_fn(params, x, train=train, key=key)
     return classification_loss(logits, batch["y"], batch["weight"])
 
   as_dict = lambda xy: {"x": xy[0], "y": xy[1]}
@@ -66,12 +73,12 @@ def train_classifier(cfg: TrainConfig, *, splits: dict, class_names, init_fn: Ca
                checkpoint_dir=ckpt_dir, run_signature=signature)
   train_s = time.perf_counter() - t0
 
-  metrics, confusion = {}, {}
+  metrics, confusion, all_logits = {}, {}, {}
   n_classes = len(class_names)
   predict = make_predict(lambda p, b: apply_fn(p, b, train=False, key=None),
                          min(cfg.eval_batch_size, max(len(xy[1]) for xy in splits.values())))
   for name, (x, y) in splits.items():
-    logits = predict(result.params, x)
+    logits = all_logits[name] = predict(result.params, x)
     m = normalize_sums(jax.device_get(classification_sums(jnp.asarray(logits), jnp.asarray(y))))
     metrics[f"{name}_accuracy"], metrics[f"{name}_loss"] = m["accuracy"], m["loss"]
     confusion[name] = plots.confusion_matrix(y, logits.argmax(-1), n_classes)
@@ -89,8 +96,9 @@ def train_classifier(cfg: TrainConfig, *, splits: dict, class_names, init_fn: Ca
   log(f"best epoch {result.best_epoch}: " + "  ".join(
       f"{s} acc {metrics[f'{s}_accuracy']:.4f}" for s in splits))
   history = [{k: v for k, v in r.items() if k != "step_losses"} for r in result.history]
-  return {"metrics": metrics,
-          "timing": {"compile_s": result.compile_s, "seconds_per_epoch": result.seconds_per_epoch,
-                     "train_s": train_s},
-          "history": history,
-          "confusion": {k: v.tolist() for k, v in confusion.items()}}
+  return ({"metrics": metrics,
+           "timing": {"compile_s": result.compile_s,
+                      "seconds_per_epoch": result.seconds_per_epoch, "train_s": train_s},
+           "history": history,
+           "confusion": {k: v.tolist() for k, v in confusion.items()}},
+          {"params": result.params, "logits": all_logits})

@@ -71,3 +71,26 @@ def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path, title: str 
   ax.set_yticks(range(n), class_names)
   ax.set(xlabel="predicted", ylabel="true", title=title)
   _save(fig, Path(path))
+
+
+def image_grid(images, titles: Sequence[str], path, title: str = "", cols: int = 10) -> None:
+  """images: f[n, H, W, 1 or 3] in [0, 1], shown with a title each (e.g. 'pred 3 / true 5')."""
+  n = len(images)
+  rows = max(1, -(-n // cols))
+  fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.5 * rows), squeeze=False)
+  for ax in axes.flat:
+    ax.axis("off")
+  for ax, img, t in zip(axes.flat, images, titles):
+    ax.imshow(np.squeeze(img), cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=1)
+    ax.set_title(t, fontsize=7)
+  if title:
+    fig.suptitle(title)
+  _save(fig, path)
+
+
+def filters_grid(w, path, title: str = "") -> None:
+  """First-layer kernels w: f[k, k, c_in, c_out]; one tile per output channel (channel mean)."""
+  w = np.asarray(w).mean(axis=2)  # [k, k, c_out]
+  w = (w - w.min()) / max(w.max() - w.min(), 1e-12)
+  tiles = np.moveaxis(w, -1, 0)[..., None]
+  image_grid(tiles, [str(i) for i in range(len(tiles))], path, title, cols=min(8, len(tiles)))

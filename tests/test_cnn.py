@@ -1,0 +1,132 @@
+"""Convolution, pooling and the CNNs: jax.grad, the seed's hand-derived backward, finite differences."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.mnist_cnn import Config
+from jaxml import backprop, nn
+from jaxml.augment import random_affine, random_shift
+from jaxml.gradcheck import check_grad
+from jaxml.losses import classification_loss
+from jaxml.models import cnn
+
+F64 = jnp.float64
+
+
+def _rand(key, shape):
+  return jax.random.normal(jax.random.key(key), shape, F64)
+
+
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+def test_conv_matches_the_seed_cross_correlation_formula(padding):
+  x, params = _rand(0, (2, 6, 7, 3)), {"w": _rand(1, (3, 3, 3, 4)), "b": _rand(2, (4,))}
+  y = nn.conv2d(params, x, padding)
+  xp = backprop._pad_same(x, 3) if padding == "SAME" else x
+  want = np.zeros(y.shape)
+  for i in range(y.shape[1]):
+    for j in range(y.shape[2]):
+      patch = xp[:, i:i + 3, j:j + 3, :]  # I(i+m, j+n, c)
+      want[:, i, j, :] = np.einsum("bmnc,mncd->bd", patch, params["w"]) + params["b"]
+  np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+def test_hand_derived_conv_backward_equals_jax_vjp(padding):
+  x, params = _rand(0, (2, 6, 6, 2)), {"w": _rand(1, (5, 5, 2, 3)), "b": _rand(2, (3,))}
+  y, vjp = jax.vjp(lambda p, x: nn.conv2d(p, x, padding), params, x)
+  delta = _rand(3, y.shape)
+  g_params, g_x = vjp(delta)
+  np.testing.assert_allclose(backprop.conv_weight_grad(delta, x, 5, padding), g_params["w"],
+                             rtol=1e-10, atol=1e-12)
+  np.testing.assert_allclose(backprop.conv_bias_grad(delta), g_params["b"], rtol=1e-12)
+  np.testing.assert_allclose(backprop.conv_input_grad(delta, params["w"], x.shape, padding), g_x,
+                             rtol=1e-10, atol=1e-12)
+
+
+def test_hand_derived_pooling_backward_equals_jax_vjp():
+  x = _rand(0, (2, 6, 6, 3))  # continuous values: no ties inside a block
+  for pool, manual in (("max", lambda d: backprop.max_pool_backward(d, x)),
+                       ("avg", lambda d: backprop.avg_pool_backward(d, x.shape))):
+    y, vjp = jax.vjp(nn.POOLS[pool], x)
+    delta = _rand(1, y.shape)
+    np.testing.assert_allclose(manual(delta), vjp(delta)[0], rtol=1e-12, atol=1e-12)
+  # max: exactly one unit of each block receives the error; avg: each gets 1/N^2 of it
+  d = jnp.ones((2, 3, 3, 3), F64)
+  assert float(backprop.max_pool_backward(d, x).sum()) == 2 * 3 * 3 * 3
+  np.testing.assert_allclose(backprop.avg_pool_backward(d, x.shape), 0.25)
+
+
+@pytest.mark.parametrize("pool", ["max", "avg"])
+def test_conv_and_pool_gradients_against_finite_differences(pool):
+  x = _rand(0, (2, 6, 6, 2))
+  params = {"w": _rand(1, (3, 3, 2, 2)), "b": _rand(2, (2,))}
+  proj = _rand(3, (2, 3, 3, 2))
+  f = lambda p: jnp.sum(jnp.tanh(nn.POOLS[pool](nn.conv2d(p, x))) * proj)
+  res = check_grad(f, params, mode="all")
+  assert res.max_rel_error < 1e-6, res.max_rel_error
+
+
+def _tiny_seed_net(pool):
+  cfg = dataclasses.replace(Config(), pool=pool, dropout=0.0)
+  params = cnn.init(jax.random.key(0), cfg, input_shape=(8, 8, 1), n_classes=3, dtype=F64)
+  # Shrink to a checkable size: fewer channels and units, same structure.
+  k = jax.random.split(jax.random.key(1), 4)
+  params = {"conv1": nn.conv2d_init(k[0], 5, 1, 3, F64), "conv2": nn.conv2d_init(k[1], 5, 3, 4, F64),
+            "dense1": nn.dense_init(k[2], 2 * 2 * 4, 6, F64), "out": nn.dense_init(k[3], 6, 3, F64)}
+  params = jax.tree.map(lambda p: p + 0.05 * _rand(5, p.shape), params)
+  x, y = jnp.abs(_rand(6, (4, 8, 8, 1))), jnp.array([0, 1, 2, 1])
+  return cfg, params, x, y
+
+
+@pytest.mark.parametrize("pool", ["max", "avg"])
+def test_whole_seed_cnn_hand_backward_equals_jax_grad_and_finite_differences(pool):
+  cfg, params, x, y = _tiny_seed_net(pool)
+  loss = lambda p: classification_loss(cnn.apply(p, x, cfg=cfg), y)[0]
+  auto = jax.grad(loss)(params)
+  hand = backprop.seed_cnn_grads(params, x, y, pool)
+  for a, h in zip(jax.tree.leaves(auto), jax.tree.leaves(hand)):
+    np.testing.assert_allclose(h, a, rtol=1e-9, atol=1e-12)
+  res = check_grad(loss, params, mode="all", grad_fn=lambda p: backprop.seed_cnn_grads(p, x, y,
+                                                                                        pool))
+  assert res.max_rel_error < 1e-6, res.max_rel_error
+
+
+@pytest.mark.parametrize("arch, pool, act", [("lenet5", "avg", "tanh"), ("lenet5", "max", "relu")])
+def test_lenet5_loss_gradient_along_directions(arch, pool, act):
+  cfg = dataclasses.replace(Config(), arch=arch, pool=pool, activation=act, dropout=0.0)
+  params = cnn.init(jax.random.key(0), cfg, input_shape=(28, 28, 1), n_classes=10, dtype=F64)
+  params = jax.tree.map(lambda p: p + 0.01 * _rand(2, p.shape), params)
+  x, y = jnp.abs(_rand(1, (3, 28, 28, 1))), jnp.array([1, 5, 9])
+  loss = lambda p: classification_loss(cnn.apply(p, x, cfg=cfg), y)[0]
+  res = check_grad(loss, params, mode="directions", n_directions=4)
+  assert res.max_rel_error < 1e-6, res.max_rel_error
+
+
+def test_cnn_takes_other_image_sizes_and_class_counts():
+  for arch in ("seed", "lenet5"):
+    cfg = dataclasses.replace(Config(), arch=arch)
+    params = cnn.init(jax.random.key(0), cfg, input_shape=(25, 25, 3), n_classes=2)
+    assert cnn.apply(params, jnp.zeros((5, 25, 25, 3), jnp.float32), cfg=cfg).shape == (5, 2)
+
+
+def test_random_shift_moves_images_by_whole_pixels():
+  x = jnp.zeros((8, 10, 10, 1)).at[:, 5, 5, 0].set(1.0)
+  y = random_shift(x, jax.random.key(0), 2)
+  assert y.shape == x.shape and np.allclose(y.sum(axis=(1, 2, 3)), 1.0)
+  pos = np.argwhere(np.asarray(y[..., 0]) == 1.0)[:, 1:]
+  assert (np.abs(pos - 5) <= 2).all() and len({tuple(p) for p in pos}) > 1
+
+
+def test_random_affine_identity_and_rotation():
+  x = jax.random.uniform(jax.random.key(0), (3, 12, 12, 1), jnp.float32)
+  same = random_affine(x, jax.random.key(1), max_shift=0.0, max_rotate_deg=0.0, max_scale=0.0)
+  np.testing.assert_allclose(same, x, atol=1e-6)
+  dot = jnp.zeros((1, 11, 11, 1), jnp.float32).at[0, 5, 9, 0].set(1.0)  # right of centre
+  moved = random_affine(dot, jax.random.key(2), max_shift=0.0, max_rotate_deg=90.0,
+                        max_scale=0.0)
+  r, c = np.unravel_index(np.argmax(np.asarray(moved[0, ..., 0])), (11, 11))
+  assert abs(np.hypot(r - 5, c - 5) - 4) < 1.0  # rotation keeps the distance to the centre
