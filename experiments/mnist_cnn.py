@@ -47,8 +47,8 @@ class Config(TrainConfig):
   learning_rate: float = 2e-3       # peak, cosine-decayed to 0
   lr_schedule: Literal["constant", "cosine"] = "cosine"
   batch_size: int = 128
-  epochs: int = 40                  # upper bound; early stopping usually ends sooner
-  patience: int = 10
+  epochs: int = 40                  # the cosine schedule's length
+  patience: int = 0                 # no early stop: the full schedule, then the best-val epoch
   epoch_mode: Literal["scan", "loop"] = "loop"  # XLA:CPU runs convs in a scan ~15x slower
 
 
@@ -61,7 +61,11 @@ def seed_preset(arch: str) -> Config:
 
 
 def default_preset(arch: str) -> Config:
-  return Config(arch=arch, dropout=0.4 if arch == "seed" else 0.0)
+  """LeNet-5 is small (0.4 s per epoch on 3600 images) and still improving on validation
+  accuracy after 40 epochs (0.9775 -> 0.9825 at 100), so it trains longer."""
+  if arch == "seed":
+    return Config(arch=arch, dropout=0.4)
+  return Config(arch=arch, dropout=0.0, epochs=100)
 
 
 def tiny(cfg: Config) -> Config:
