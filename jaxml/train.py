@@ -305,14 +305,14 @@ def _epochs(cfg, *, epochs, state, start, epoch_fn, mode, train_dev, val_dev, ev
       raise DivergenceError(
           f"non-finite loss or gradient at epoch {epoch}, step {bad + 1} of {len(steps['finite'])} "
           f"(loss {steps['loss'][bad] / max(steps['count'][bad], 1):.3g}, grad norm "
-          f"{steps['grad_norm'][bad]:.3g}); the last good checkpoint is epoch {epoch - 1}. "
+          f"{steps['grad_norm'][bad]:.3g}); {_last_good(epoch, ckpt)}. "
           f"Lower --config.learning_rate or set --config.grad_clip")
     train_m = normalize_sums({k: steps[k].sum() for k in ("loss", "correct", "count")
                               if k in steps})
     val_m = normalize_sums(_host(evaluate(state["params"], val_dev)))
     if not math.isfinite(val_m["loss"]):
-      raise DivergenceError(f"non-finite validation loss at epoch {epoch}; the last good "
-                            f"checkpoint is epoch {epoch - 1}. Lower --config.learning_rate")
+      raise DivergenceError(f"non-finite validation loss at epoch {epoch}; "
+                            f"{_last_good(epoch, ckpt)}. Lower --config.learning_rate")
     seconds = time.perf_counter() - t0
     epoch_times.append(seconds)
     row = {"epoch": epoch,
@@ -343,6 +343,14 @@ def _epochs(cfg, *, epochs, state, start, epoch_fn, mode, train_dev, val_dev, ev
           f"at epoch {best_epoch}")
       break
   return best_params, best_epoch, stop_reason, compile_s, epoch_times
+
+
+def _last_good(epoch: int, ckpt) -> str:
+  if ckpt is None:
+    return "no checkpoint is kept for this run"
+  if epoch == 1:
+    return "no epoch completed, so no checkpoint was written"
+  return f"the last good checkpoint is epoch {epoch - 1} in {ckpt.directory}"
 
 
 def _epoch_line(row: dict, epochs: int, best_epoch: int) -> str:
