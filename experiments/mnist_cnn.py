@@ -62,10 +62,10 @@ def seed_preset(arch: str) -> Config:
 
 def default_preset(arch: str) -> Config:
   """LeNet-5 is small (0.4 s per epoch on 3600 images) and still improving on validation
-  accuracy after 40 epochs (0.9775 -> 0.9825 at 100), so it trains longer."""
+  accuracy after 40 epochs (0.9775, 0.9825 at 100, 0.9875 at 150), so it trains longer."""
   if arch == "seed":
     return Config(arch=arch, dropout=0.4)
-  return Config(arch=arch, dropout=0.0, epochs=100)
+  return Config(arch=arch, dropout=0.0, epochs=150)
 
 
 def tiny(cfg: Config) -> Config:
