@@ -10,6 +10,7 @@ diverged run with exit status 3.
 
 import dataclasses
 import platform
+import signal
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from absl import app, flags, logging
 from experiments.base import RunContext
 from experiments.registry import EXPERIMENTS
 from jaxml import config as config_lib
+from jaxml.checkpoint import latest_epoch_on_disk
 from jaxml.errors import DivergenceError, UserError
 from jaxml.io import write_json
 
@@ -74,6 +76,9 @@ def execute(argv_flags, overrides: dict[str, str]) -> int:
   if workdir.exists() and not workdir.is_dir():
     raise UserError(f"--workdir {workdir} is a file; pass a directory")
   log = lambda msg: print(msg, flush=True)
+  resume = None if argv_flags.restart else latest_epoch_on_disk(workdir / "checkpoints")
+  if resume is not None:  # said first, so a log shows at a glance that a run was resumed
+    log(f"resuming from epoch {resume} in {workdir} (--restart starts over)")
   log(f"{exp.name} ({argv_flags.preset}{', tiny' if argv_flags.tiny else ''}) -> {workdir}")
   ctx = RunContext(workdir=workdir, data_path=argv_flags.data_path, seed=argv_flags.seed,
                    restart=argv_flags.restart, log=log)
@@ -115,17 +120,27 @@ def _parse(argv: list[str]):
   return overrides
 
 
+class Terminated(Exception):
+  """SIGTERM, raised in the main thread so that open checkpoint writers close cleanly."""
+
+
+def _on_sigterm(signum, frame):
+  raise Terminated()
+
+
 def main(overrides) -> None:
   logging.set_verbosity(logging.WARNING)  # orbax and jax log every checkpoint/backend at INFO
+  signal.signal(signal.SIGTERM, _on_sigterm)
   try:
     status = execute(FLAGS, overrides)
   except (UserError, DivergenceError) as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     sys.exit(e.exit_status)
-  except KeyboardInterrupt:
-    print("error: interrupted; rerun the same command to resume from the last checkpoint",
-          file=sys.stderr)
-    sys.exit(130)
+  except (KeyboardInterrupt, Terminated) as e:
+    # Checkpoints are whole epochs written atomically: the last one is intact.
+    print("error: interrupted; rerun the same command to resume from the last completed epoch",
+          file=sys.stderr, flush=True)
+    sys.exit(143 if isinstance(e, Terminated) else 130)
   sys.exit(status)
 
 

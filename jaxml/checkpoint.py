@@ -12,6 +12,15 @@ import orbax.checkpoint as ocp
 from jaxml.errors import UserError
 
 
+def latest_epoch_on_disk(directory) -> int | None:
+  """The newest complete checkpoint's epoch in `directory`, read from the folder names alone
+  (orbax renames a step's temporary folder to its number only once the step is complete)."""
+  d = Path(directory)
+  epochs = [int(p.name) for p in d.iterdir() if p.is_dir() and p.name.isdigit()] if d.is_dir() \
+      else []
+  return max(epochs) if epochs else None
+
+
 class Checkpointer:
   """Saves and restores `(tree, meta)` pairs keyed by epoch in `directory`."""
 

@@ -262,7 +262,7 @@ def fit(cfg: TrainConfig, *, params, loss_fn: Callable, train_data: dict, val_da
       best_val, best_epoch = meta["best_val"], meta["best_epoch"]
       bad_epochs, history = meta["bad_epochs"], meta["history"]
       start, resumed_from = last + 1, last
-      log(f"resuming from epoch {last} (checkpoint in {checkpoint_dir})")
+      log(f"restored the epoch {last} checkpoint from {checkpoint_dir}")
       if meta.get("stop_reason"):
         start = epochs + 1  # that run had already finished; only re-evaluate.
     loop = _epochs(cfg, epochs=epochs, state=state, start=start, epoch_fn=epoch_fn, mode=mode,

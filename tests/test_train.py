@@ -77,7 +77,7 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path, allclose):
     _fit(CFG, checkpoint_dir=tmp_path / "part", log=kill_in_epoch_3)
   logs = []
   resumed = _fit(CFG, checkpoint_dir=tmp_path / "part", log=logs.append)
-  assert logs[0].startswith("resuming from epoch 2")
+  assert logs[0].startswith("restored the epoch 2 checkpoint")
   assert resumed.resumed_from == 2
   assert allclose(full.params, resumed.params, rtol=0, atol=0)
   assert [r["val_loss"] for r in full.history] == [r["val_loss"] for r in resumed.history]
