@@ -5,6 +5,7 @@ to the train loop, evaluates the best-validation parameters on every split, and 
 curves and confusion matrices. It returns what the runner puts in results.json.
 """
 
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -65,7 +66,6 @@ def train_classifier(cfg: TrainConfig, *, splits: dict, class_names, init_fn: Ca
   as_dict = lambda xy: {"x": xy[0], "y": xy[1]}
   ckpt_dir = workdir / "checkpoints"
   if restart and ckpt_dir.exists():
-    import shutil
     shutil.rmtree(ckpt_dir)
   t0 = time.perf_counter()
   result = fit(cfg, params=params, loss_fn=loss_fn, train_data=as_dict(splits["train"]),
