@@ -226,7 +226,7 @@ def fit(cfg: TrainConfig, *, params, loss_fn: Callable, train_data: dict, val_da
     train_data, val_data: dicts of numpy arrays with equal leading length (e.g. {"x", "y"}).
     key: the run's PRNG key; epoch e uses fold_in(key, e).
     checkpoint_dir: if given, a checkpoint is written after every epoch and an existing one is
-      resumed from ("resuming from epoch k" is logged).
+      resumed from ("restored the epoch k checkpoint" is logged).
     run_signature: JSON-ready description of the run (config, data); resuming a checkpoint made
       with a different signature is refused so results never mix two configurations.
   """
