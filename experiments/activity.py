@@ -22,7 +22,7 @@ from experiments.base import Experiment, RunContext
 from jaxml import config as config_lib
 from jaxml.config import require
 from jaxml.data import activity as activity_data
-from jaxml.data.splits import channel_stats, standardize, stratified_holdout
+from jaxml.data.splits import channel_stats, holdout_splits, standardize
 from jaxml.models import sequence_classifier
 from jaxml.pipeline import train_classifier
 from jaxml.train import TrainConfig, validate_train_config
@@ -98,11 +98,7 @@ def validate(cfg: Config) -> None:
 def prepare_splits(data, cfg: Config, seed: int) -> tuple[dict, dict]:
   """Holds out cfg.val_fraction of the training data (stratified) and normalises every split
   with statistics of the remaining training part only. Returns (splits, notes)."""
-  keep, held = stratified_holdout(data.y_train, cfg.val_fraction, seed)
-  splits = {"train": (data.x_train[keep], data.y_train[keep]),
-            "val": (data.x_train[held], data.y_train[held]),
-            "test": (data.x_test, data.y_test)}
-  notes = {"n_train": len(keep), "n_val": len(held)}
+  splits, notes = holdout_splits(data, cfg.val_fraction, seed)
   if cfg.normalize == "channel":
     mean, std = channel_stats(splits["train"][0])
     splits = {k: (standardize(x, mean, std), y) for k, (x, y) in splits.items()}

@@ -23,7 +23,7 @@ from jaxml import plots
 from jaxml.augment import random_affine
 from jaxml.config import require
 from jaxml.data.mnist import load_mnist
-from jaxml.data.splits import stratified_holdout
+from jaxml.data.splits import holdout_splits
 from jaxml.models import cnn
 from jaxml.pipeline import train_classifier
 from jaxml.train import TrainConfig, validate_train_config
@@ -85,11 +85,9 @@ def validate(cfg: Config) -> None:
 
 def run(cfg: Config, ctx: RunContext) -> dict:
   data = load_mnist(ctx.data_path, train_limit=cfg.train_limit)
-  keep, held = stratified_holdout(data.y_train, cfg.val_fraction, ctx.seed)
-  splits = {"train": (data.x_train[keep], data.y_train[keep]),
-            "val": (data.x_train[held], data.y_train[held]),
-            "test": (data.x_test, data.y_test)}
-  ctx.log(f"data: {data.source}: {len(keep)} train / {len(held)} val / {len(data.y_test)} test, "
+  splits, sizes = holdout_splits(data, cfg.val_fraction, ctx.seed)
+  ctx.log(f"data: {data.source}: {sizes['n_train']} train / {sizes['n_val']} val / "
+          f"{len(data.y_test)} test, "
           f"{data.x_train.shape[1]}x{data.x_train.shape[2]}, {len(data.class_names)} classes")
   out, extras = train_classifier(
       cfg, splits=splits, class_names=data.class_names,
@@ -115,7 +113,7 @@ def run(cfg: Config, ctx: RunContext) -> dict:
                    f"worst test errors (predicted / true), {len(wrong)} errors in all")
   plots.filters_grid(cnn.first_layer_filters(extras["params"]),
                      ctx.workdir / "first_layer_filters.png", "first-layer filters")
-  return dict(out, data=dict(data.describe(), n_train=len(keep), n_val=len(held)))
+  return dict(out, data=dict(data.describe(), **sizes))
 
 
 def _experiment(name: str, arch: str, description: str) -> Experiment:

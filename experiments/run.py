@@ -25,7 +25,8 @@ from jaxml.errors import DivergenceError, UserError
 from jaxml.io import write_json
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("exp", None, "experiment to run: " + ", ".join(EXPERIMENTS))
+flags.DEFINE_string("exp", None, "experiment to run: " + "; ".join(
+    f"{name} ({e.description})" for name, e in EXPERIMENTS.items()))
 flags.DEFINE_string("workdir", None, "output directory (default runs/<exp>)")
 flags.DEFINE_string("data_path", None, "data file or directory (default: embedded data)")
 flags.DEFINE_integer("seed", 0, "PRNG seed: initialisation, validation split, batch order")

@@ -72,8 +72,7 @@ def test_conv_and_pool_gradients_against_finite_differences(pool):
 
 def _tiny_seed_net(pool):
   cfg = dataclasses.replace(Config(), pool=pool, dropout=0.0)
-  params = cnn.init(jax.random.key(0), cfg, input_shape=(8, 8, 1), n_classes=3, dtype=F64)
-  # Shrink to a checkable size: fewer channels and units, same structure.
+  # The seed net's structure (conv-pool-conv-pool-dense-out) at a checkable size.
   k = jax.random.split(jax.random.key(1), 4)
   params = {"conv1": nn.conv2d_init(k[0], 5, 1, 3, F64), "conv2": nn.conv2d_init(k[1], 5, 3, 4, F64),
             "dense1": nn.dense_init(k[2], 2 * 2 * 4, 6, F64), "out": nn.dense_init(k[3], 6, 3, F64)}

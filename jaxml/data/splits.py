@@ -41,3 +41,13 @@ def require_finite(x: np.ndarray, what: str) -> None:
   if not np.isfinite(x).all():
     bad = int((~np.isfinite(x)).sum())
     raise UserError(f"{what} contains {bad} NaN or infinite values; clean or drop those samples")
+
+
+def holdout_splits(data, fraction: float, seed: int) -> tuple[dict, dict]:
+  """{"train", "val", "test": (x, y)} from ClassificationData: `fraction` of the training data
+  held out for validation (stratified, chosen by `seed`); returns (splits, size notes)."""
+  keep, held = stratified_holdout(data.y_train, fraction, seed)
+  splits = {"train": (data.x_train[keep], data.y_train[keep]),
+            "val": (data.x_train[held], data.y_train[held]),
+            "test": (data.x_test, data.y_test)}
+  return splits, {"n_train": len(keep), "n_val": len(held)}
