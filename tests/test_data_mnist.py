@@ -5,7 +5,7 @@ import gzip
 import numpy as np
 import pytest
 
-from jaxml.data import mnist
+from jaxml.data import mnist, tfds_source
 from jaxml.errors import UserError
 
 
@@ -89,7 +89,7 @@ def test_tfds_source_under_mock_data():
 def test_tfds_offline_fails_fast(monkeypatch, tmp_path):
   import time
   monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
-  monkeypatch.setattr(mnist, "_online", lambda *a, **k: False)
+  monkeypatch.setattr(tfds_source, "_online", lambda *a, **k: False)
   t = time.perf_counter()
   with pytest.raises(UserError, match="not available offline"):
     mnist.load_mnist("tfds:mnist")

