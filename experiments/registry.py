@@ -1,6 +1,6 @@
 """Every `--exp` name, explicitly: add a line here when you add an experiment."""
 
-from experiments import activity, mnist_cnn
+from experiments import activity, imdb, mnist_cnn
 from experiments.base import Experiment
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -10,5 +10,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         activity.GRU,
         mnist_cnn.CNN,
         mnist_cnn.LENET5,
+        imdb.LSTM,
+        imdb.GRU,
     )
 }

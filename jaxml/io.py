@@ -34,3 +34,9 @@ def write_json(path, obj) -> None:
       json.dump(obj, f, indent=2, sort_keys=False)
       f.write("\n")
 
+
+
+def write_text(path, text: str) -> None:
+  """Atomically writes `text` (markdown tables, notes)."""
+  with atomic_path(path) as tmp:
+    Path(tmp).write_text(text)

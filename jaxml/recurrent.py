@@ -160,3 +160,45 @@ def run(kind: str, params: Params, x, carry=None, mask=None, *, reverse: bool = 
 def final_hidden(kind: str, carry):
   """The hidden state h from a final carry (LSTM's carry is (h, c))."""
   return carry[0] if kind == "lstm" else carry
+
+
+# ----------------------------------------------------------------------------- layer stacks
+def stack_init(key, kind: str, n_in: int, hidden: int, *, layers: int = 1,
+               bidirectional: bool = False, dtype=jnp.float32, **opts) -> list:
+  """Params of `layers` recurrent layers, each {"fwd": cell} or {"fwd", "bwd"} (bidirectional).
+
+  Layer l > 0 reads the previous layer's outputs (hidden, or 2*hidden when bidirectional).
+  """
+  init = CELLS[kind].init
+  out, dirs = [], 2 if bidirectional else 1
+  for k in jax.random.split(key, layers):
+    k_f, k_b = jax.random.split(k)
+    layer = {"fwd": init(k_f, n_in, hidden, dtype, **opts)}
+    if bidirectional:
+      layer["bwd"] = init(k_b, n_in, hidden, dtype, **opts)
+    out.append(layer)
+    n_in = dirs * hidden
+  return out
+
+
+def stack_run(kind: str, params: list, x, mask=None, *, unroll: int = 1,
+              between: Callable | None = None):
+  """Runs a stack from `stack_init` over x: f[batch, time, n_in].
+
+  A backward direction reads the sequence from its last step; with `mask` its padded steps are
+  skipped like the forward ones, so it starts at each sequence's own last real step.
+  `between(l, hs)`, if given, maps layer l's outputs before layer l + 1 reads them (dropout).
+  Returns (hs: f[batch, time, dirs*hidden] of the last layer,
+           final: f[batch, dirs*hidden], its final hidden states (forward, then backward)).
+  """
+  for l, layer in enumerate(params):
+    if l > 0 and between is not None:
+      x = between(l, x)
+    c_f, hs = run(kind, layer["fwd"], x, mask=mask, unroll=unroll)
+    finals = [final_hidden(kind, c_f)]
+    if "bwd" in layer:
+      c_b, hs_b = run(kind, layer["bwd"], x, mask=mask, reverse=True, unroll=unroll)
+      hs = jnp.concatenate([hs, hs_b], axis=-1)
+      finals.append(final_hidden(kind, c_b))
+    x = hs
+  return x, jnp.concatenate(finals, axis=-1)

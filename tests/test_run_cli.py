@@ -168,3 +168,31 @@ def test_sigterm_mid_run_exits_cleanly_and_the_rerun_resumes(tmp_path):
   b = json.loads((tmp_path / "cut" / "results.json").read_text())["metrics"]
   b.pop("resumed_from_epoch")
   assert a == b
+
+
+@pytest.mark.parametrize("exp", ["lstm_imdb", "gru_imdb"])
+def test_tiny_imdb_end_to_end(exp, tmp_path):
+  from tests.test_data_imdb import write_keras_npz
+  write_keras_npz(tmp_path / "imdb.npz", n_train=40, n_test=10)
+  (tmp_path / "imdb_word_index.json").write_text(
+      json.dumps({f"w{r}": r for r in range(1, 60)}))
+  work = tmp_path / "run"
+  proc = run_cli(f"--exp={exp}", "--tiny", f"--data_path={tmp_path / 'imdb.npz'}",
+                 f"--workdir={work}", "--config.bidirectional=true", "--config.readout=mean_max")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  res = json.loads((work / "results.json").read_text())
+  assert res["exp"] == exp and 0.0 <= res["metrics"]["test_accuracy"] <= 1.0
+  assert res["data"]["vocab_size"] == 40 and res["data"]["maxlen"] == 24  # ids 2..39 in the file
+  assert len(res["examples"]) == 2 and {e["label"] for e in res["examples"]} == {
+      "negative", "positive"}
+  import re
+  assert all(0 < e["p_positive"] < 1 and re.fullmatch(r"((<start>|<oov>|w\d+) ?)+", e["text"])
+             for e in res["examples"])
+  assert (work / "examples.md").read_text().count("\n") == 4
+  for png in ("curves.png", "confusion_test.png"):
+    assert (work / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_imdb_without_data_path_says_where_to_get_it(tmp_path):
+  proc = run_cli("--exp=gru_imdb", f"--workdir={tmp_path}")
+  assert_one_line_error(proc, r"--data_path is required.*imdb.npz.*aclImdb.*tfds:imdb_reviews")

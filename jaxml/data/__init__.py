@@ -11,7 +11,8 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class ClassificationData:
-  """A labelled train/test split: x_*: f32[n, ...], y_*: int32[n] in [0, len(class_names))."""
+  """A labelled train/test split: x_*: f32[n, ...] (int32 word ids for text), y_*: int32[n] in
+  [0, len(class_names))."""
   x_train: np.ndarray
   y_train: np.ndarray
   x_test: np.ndarray
