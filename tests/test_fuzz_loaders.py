@@ -1,0 +1,163 @@
+"""Property tests for every loader: damaged files end in a UserError (one line, exit 2) or load
+as valid data, never in any other exception.
+
+Each property starts from a valid file of the loader's format and damages it the way files get
+damaged: truncated, bytes overwritten, replaced by random bytes, emptied; array formats also get
+wrong dtypes, wrong shapes and NaNs. Example counts are small (CI time); raise
+`max_examples` locally to dig deeper.
+"""
+
+import gzip
+from pathlib import Path
+
+import h5py
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from jaxml.data import ClassificationData, activity, imdb, mnist
+from jaxml.errors import UserError
+from tests.test_data_activity import wisdm_text, write_h5
+from tests.test_data_imdb import ACL, write_acl, write_keras_npz
+from tests.test_data_mnist import write_idx_dir
+
+SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def damage(draw):
+  """A function bytes -> damaged bytes."""
+  kind = draw(st.sampled_from(["truncate", "overwrite", "random", "empty"]))
+  cut = draw(st.floats(0.0, 0.999))
+  pos = draw(st.floats(0.0, 0.999))
+  junk = draw(st.binary(min_size=1, max_size=64))
+
+  def apply(raw: bytes) -> bytes:
+    if kind == "truncate":
+      return raw[: int(cut * len(raw))]
+    if kind == "overwrite":
+      at = int(pos * len(raw))
+      return raw[:at] + junk + raw[at + len(junk):]
+    return junk if kind == "random" else b""
+
+  apply.kind = kind
+  return apply
+
+
+def check_valid(data) -> None:
+  """What a loader that did not raise must return."""
+  if isinstance(data, ClassificationData):
+    for x, y in ((data.x_train, data.y_train), (data.x_test, data.y_test)):
+      assert len(x) == len(y) and len(y) > 0
+      assert np.isfinite(x).all()
+      assert y.min() >= 0 and y.max() < len(data.class_names)
+  else:  # imdb.Reviews
+    assert len(data.tokens_train) == len(data.y_train)
+    assert all(t.ndim == 1 and (t >= 0).all() for t in data.tokens_train + data.tokens_test)
+    assert set(np.unique(np.concatenate([data.y_train, data.y_test]))) <= {0, 1}
+
+
+def load_or_user_error(load, path):
+  try:
+    check_valid(load(str(path)))
+  except UserError as e:
+    assert "\n" not in str(e) and str(e)
+
+
+def damaged_copy(d, make, dmg, name):
+  """Writes a valid file with `make(path)` in directory d, then damages it in place."""
+  path = d / name
+  make(path)
+  path.write_bytes(dmg(path.read_bytes()))
+  return path
+
+
+@SETTINGS
+@given(dmg=damage(), member=st.sampled_from(list(mnist.IDX_FILES.values())),
+       gz=st.booleans())
+def test_idx_directory(tmp_path_factory, dmg, member, gz):
+  d = tmp_path_factory.mktemp("fuzz")
+  write_idx_dir(d, n_train=12, n_test=6, gz=gz)
+  f = d / (member + (".gz" if gz else ""))
+  raw = gzip.decompress(f.read_bytes()) if gz and dmg.kind != "truncate" else f.read_bytes()
+  raw = dmg(raw)
+  f.write_bytes(gzip.compress(raw) if gz and dmg.kind != "truncate" else raw)
+  load_or_user_error(mnist.load_mnist, d)
+
+
+@SETTINGS
+@given(dmg=damage())
+def test_seed_h5_bytes(tmp_path_factory, dmg):
+  path = damaged_copy(tmp_path_factory.mktemp("fuzz"), write_h5, dmg, "data3.h5")
+  load_or_user_error(activity.load_activity, path)
+
+
+H5_CONTENT = st.sampled_from([
+    dict(trX=np.full((12, 10, 3), np.nan)), dict(tstX=np.array([[np.inf] * 3] * 10)[None]),
+    dict(trX=np.zeros((12, 10))), dict(trX=np.array(["a"] * 12, dtype="S1")),
+    dict(trY=np.eye(6)[:5]), dict(trY=np.full((12, 6), 0.5)), dict(tstY=-np.ones(6, int)),
+    dict(tstX=np.zeros((6, 9, 3), np.float32)), dict(trX=np.zeros((0, 10, 3))),
+])
+
+
+@SETTINGS
+@given(replace=H5_CONTENT, drop=st.sampled_from([(), ("trY",), ("tstX", "tstY")]))
+def test_seed_h5_contents(tmp_path_factory, replace, drop):
+  d = tmp_path_factory.mktemp("fuzz")
+  load_or_user_error(activity.load_activity, write_h5(d / "d.h5", drop=drop, **replace))
+
+
+@SETTINGS
+@given(dmg=damage())
+def test_keras_npz_bytes(tmp_path_factory, dmg):
+  path = damaged_copy(tmp_path_factory.mktemp("fuzz"), write_keras_npz, dmg, "imdb.npz")
+  load_or_user_error(imdb.load_reviews, path)
+
+
+NPZ_CONTENT = st.sampled_from([
+    dict(x_train=np.zeros((6, 3, 2), np.int32)), dict(x_train=np.array(["a"] * 6)),
+    dict(y_train=np.array([0.5] * 6)), dict(y_test=np.array([[0, 1]] * 4)),
+    dict(x_test=np.array([None] * 4)), dict(x_train=np.full((6, 4), np.nan)),
+    dict(x_test=np.array([[1, 2**40]] * 4, dtype=object)), dict(x_train=np.array(3)),
+])
+
+
+@SETTINGS
+@given(replace=NPZ_CONTENT)
+def test_keras_npz_contents(tmp_path_factory, replace):
+  d = tmp_path_factory.mktemp("fuzz")
+  write_keras_npz(d / "imdb.npz", **replace)
+  load_or_user_error(imdb.load_reviews, d / "imdb.npz")
+
+
+@SETTINGS
+@given(dmg=damage(), which=st.sampled_from(sorted(ACL)))
+def test_acl_directory(tmp_path_factory, dmg, which):
+  d = tmp_path_factory.mktemp("fuzz")
+  write_acl(d, ACL)
+  f = sorted((d / which[0] / which[1]).glob("*.txt"))[0]
+  f.write_bytes(dmg(f.read_bytes()))
+  load_or_user_error(lambda p: imdb.load_reviews(p, cache_dir=d / "cache"), d)
+
+
+@SETTINGS
+@given(dmg=damage())
+def test_wisdm_raw(tmp_path_factory, dmg):
+  def make(p):
+    p.write_text("\n".join(wisdm_text(users=(1, 2, 3, 4, 5), per_run=160)))
+  path = damaged_copy(tmp_path_factory.mktemp("fuzz"), make, dmg, "WISDM_ar_v1.1_raw.txt")
+  load_or_user_error(lambda p: activity.load_activity(p, window=20, stride=20), path)
+
+
+@SETTINGS
+@given(dmg=damage(), which=st.sampled_from(["TRAIN", "TEST"]))
+def test_ts_pair(tmp_path_factory, dmg, which):
+  d = tmp_path_factory.mktemp("fuzz")
+  head = "@problemName X\n@classLabel true a b\n@data\n"
+  rows = "".join(f"{i},{i + 1},{i + 2}:{i},0.5,1:{'ab'[i % 2]}\n" for i in range(6))
+  for split in ("TRAIN", "TEST"):
+    (d / f"X_{split}.ts").write_text(head + rows)
+  f = d / f"X_{which}.ts"
+  f.write_bytes(dmg(f.read_bytes()))
+  load_or_user_error(activity.load_activity, d / "X_TRAIN.ts")
