@@ -98,7 +98,8 @@ def examples(reviews, x_test: np.ndarray, p_pos: np.ndarray, n: int) -> list[dic
 
 
 def _write_examples(path, rows: list[dict]) -> None:
-  lines = ["| test review | label | p(positive) | text (as the model saw it) |", "|---|---|---|---|"]
+  lines = ["| test review | label | p(positive) | text (as the model saw it) |",
+           "|---|---|---|---|"]
   lines += [f"| {r['index']} | {r['label']} | {r['p_positive']:.3f} | "
             f"{r['text'].replace('|', '/')} |" for r in rows]
   write_text(path, "\n".join(lines) + "\n")

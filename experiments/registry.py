@@ -1,6 +1,6 @@
 """Every `--exp` name, explicitly: add a line here when you add an experiment."""
 
-from experiments import activity, imdb, mnist_cnn
+from experiments import activity, imdb, mnist_cnn, sparse_ae
 from experiments.base import Experiment
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -12,5 +12,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         mnist_cnn.LENET5,
         imdb.LSTM,
         imdb.GRU,
+        sparse_ae.SPARSE_AE,
+        sparse_ae.SPARSE_AE_SWEEP,
     )
 }

@@ -45,7 +45,7 @@ MISSING = ("IMDB is not shipped with any package, so --data_path is required: pa
 
 @dataclasses.dataclass(frozen=True)
 class Reviews:
-  """Variable-length reviews in Keras ids. tokens_*: list of int32[len]; y_*: int32[n] (1 = positive).
+  """Variable-length reviews in Keras ids: tokens_* list of int32[len], y_* int32[n] (1 = positive).
 
   `vocab[i]` is the word of id i (ids 0-3 are markers), or None when no word index is known.
   """
