@@ -1,6 +1,6 @@
 """Every `--exp` name, explicitly: add a line here when you add an experiment."""
 
-from experiments import activity, imdb, mnist_cnn, sparse_ae
+from experiments import activity, classical_mnist, imdb, mnist_cnn, sparse_ae
 from experiments.base import Experiment
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -10,6 +10,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         activity.GRU,
         mnist_cnn.CNN,
         mnist_cnn.LENET5,
+        classical_mnist.EXPERIMENT,
         imdb.LSTM,
         imdb.GRU,
         sparse_ae.SPARSE_AE,
