@@ -8,7 +8,6 @@ PNGs and checkpoints/. A user's mistake ends with one `error: ...` line and exit
 diverged run with exit status 3.
 """
 
-import dataclasses
 import platform
 import signal
 import sys

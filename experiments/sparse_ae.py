@@ -39,7 +39,6 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
-from jax import lax
 
 from experiments.base import Experiment, RunContext
 from jaxml import config as config_lib
@@ -48,6 +47,7 @@ from jaxml.data import patches as patch_data
 from jaxml.data.splits import stratified_holdout
 from jaxml.errors import DivergenceError, UserError
 from jaxml.io import atomic_path, write_text
+from jaxml.lbfgs import lbfgs_steps
 from jaxml.models import sparse_autoencoder as sae
 from jaxml.plots import _save
 from jaxml.train import TrainConfig, fit, validate_train_config
@@ -199,21 +199,8 @@ def make_lbfgs_chunk(cfg: Config):
   objective = sae.objective_fn(cfg.gradient)
 
   def chunk(params, state, x, until):
-    f = lambda p: objective(p, x, cfg)
-    value_and_grad = optax.value_and_grad_from_state(f)
-
-    def step(carry):
-      p, s = carry
-      value, grad = value_and_grad(p, state=s)
-      updates, s = opt.update(grad, s, p, value=value, grad=grad, value_fn=f)
-      return optax.apply_updates(p, updates), s
-
-    def keep_going(carry):
-      k = optax.tree.get(carry[1], "count")
-      grad_norm = optax.tree.norm(optax.tree.get(carry[1], "grad"))
-      return (k < until) & ((k == 0) | (grad_norm >= cfg.lbfgs_tol))
-
-    return lax.while_loop(keep_going, step, (params, state))
+    return lbfgs_steps(lambda p: objective(p, x, cfg), opt, params, state, until=until,
+                       tol=cfg.lbfgs_tol, grad_size=optax.tree.norm)
 
   return opt, jax.jit(chunk)
 

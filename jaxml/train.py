@@ -23,7 +23,6 @@ owns everything else:
 import dataclasses
 import math
 import time
-from functools import partial
 from typing import Callable, Literal
 
 import jax

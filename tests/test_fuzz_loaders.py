@@ -8,9 +8,7 @@ wrong dtypes, wrong shapes and NaNs. Example counts are small (CI time); raise
 """
 
 import gzip
-from pathlib import Path
 
-import h5py
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

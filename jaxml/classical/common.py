@@ -14,9 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax import lax
 
 from jaxml.data.splits import stratified_holdout
+from jaxml.lbfgs import lbfgs_steps
 
 
 def one_hot(y, n_classes: int, dtype=jnp.float32):
@@ -36,23 +36,9 @@ def lbfgs_minimize(fun: Callable, params, *args, max_iter: int, tol: float):
   (scipy's L-BFGS-B `pgtol`, which scikit-learn's lbfgs solvers set to their `tol`).
   Traceable: call it inside `jax.jit`. Returns (params, iterations, final value).
   """
-  f = lambda p: fun(p, *args)
   opt = optax.lbfgs()
-  value_and_grad = optax.value_and_grad_from_state(f)
-
-  def step(carry):
-    p, state = carry
-    value, grad = value_and_grad(p, state=state)
-    updates, state = opt.update(grad, state, p, value=value, grad=grad, value_fn=f)
-    return optax.apply_updates(p, updates), state
-
-  def keep_going(carry):
-    _, state = carry
-    k = optax.tree.get(state, "count")
-    grad_max = optax.tree.max(jax.tree.map(jnp.abs, optax.tree.get(state, "grad")))
-    return (k == 0) | ((k < max_iter) & (grad_max >= tol))
-
-  params, state = lax.while_loop(keep_going, step, (params, opt.init(params)))
+  params, state = lbfgs_steps(lambda p: fun(p, *args), opt, params, opt.init(params),
+                              until=max_iter, tol=tol)
   return params, optax.tree.get(state, "count"), optax.tree.get(state, "value")
 
 
