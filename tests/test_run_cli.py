@@ -75,15 +75,29 @@ def test_seed_preset_on_a_seed_format_file_and_overrides(tmp_path):
   assert res["data"]["classes"][0] == "downstairs"
 
 
-def test_same_seed_same_numbers(tmp_path):
-  out = []
-  for name in ("a", "b"):
-    proc = run_cli("--exp=lstm_activity", "--tiny", f"--workdir={tmp_path / name}", "--seed=1")
+def _imdb_args(tmp_path):
+  from tests.test_data_imdb import write_keras_npz
+  write_keras_npz(tmp_path / "imdb.npz", n_train=40, n_test=10)
+  return [f"--data_path={tmp_path / 'imdb.npz'}"]
+
+
+@pytest.mark.parametrize("exp, args", [
+    ("lstm_activity", lambda tmp: []),   # recurrent, lax.scan epochs
+    ("gru_imdb", _imdb_args),            # embedding + masked bidirectional-capable stack
+    ("lenet5_mnist", lambda tmp: []),    # convolutional, loop epochs with augmentation
+])
+def test_same_seed_same_numbers_other_seed_other_numbers(exp, args, tmp_path):
+  extra = args(tmp_path)
+  out = {}
+  for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+    proc = run_cli(f"--exp={exp}", "--tiny", f"--workdir={tmp_path / name}", f"--seed={seed}",
+                   *extra)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    out.append(json.loads((tmp_path / name / "results.json").read_text()))
-  assert out[0]["metrics"] == out[1]["metrics"]
-  assert out[0]["history"] == [dict(r, seconds=out[0]["history"][i]["seconds"])
-                               for i, r in enumerate(out[1]["history"])]
+    out[name] = json.loads((tmp_path / name / "results.json").read_text())
+  assert out["a"]["metrics"] == out["b"]["metrics"]
+  assert out["a"]["history"] == [dict(r, seconds=out["a"]["history"][i]["seconds"])
+                                 for i, r in enumerate(out["b"]["history"])]
+  assert out["a"]["metrics"]["train_loss"] != out["c"]["metrics"]["train_loss"]
 
 
 def test_rerun_resumes_and_restart_starts_over(tmp_path):
