@@ -1,6 +1,6 @@
 """Every `--exp` name, explicitly: add a line here when you add an experiment."""
 
-from experiments import activity, classical_mnist, imdb, mnist_cnn, ngram_lm, sparse_ae
+from experiments import activity, classical_mnist, faces, imdb, mnist_cnn, ngram_lm, sparse_ae
 from experiments.base import Experiment
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -15,6 +15,8 @@ EXPERIMENTS: dict[str, Experiment] = {
         imdb.GRU,
         sparse_ae.SPARSE_AE,
         sparse_ae.SPARSE_AE_SWEEP,
+        faces.DETECT,
+        faces.RECOGNITION,
         ngram_lm.NGRAM_LM,
     )
 }
