@@ -13,11 +13,14 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jaxml.data import ClassificationData, activity, imdb, mnist
+from jaxml.data import ClassificationData, activity, faces, imdb, mnist, ngrams, patches
 from jaxml.errors import UserError
 from tests.test_data_activity import wisdm_text, write_h5
 from tests.test_data_imdb import ACL, write_acl, write_keras_npz
 from tests.test_data_mnist import write_idx_dir
+from tests.test_data_ngrams import write_data2
+from tests.test_data_patches import write_data1
+from tests.test_faces import write_yale_dir
 
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -50,6 +53,16 @@ def check_valid(data) -> None:
       assert len(x) == len(y) and len(y) > 0
       assert np.isfinite(x).all()
       assert y.min() >= 0 and y.max() < len(data.class_names)
+  elif isinstance(data, ngrams.NgramData):
+    for split in ngrams.SPLITS:
+      x, y = data.split(split)
+      assert len(x) == len(y) and x.shape[1:] == (3,)
+      assert ((x >= 0) & (x < len(data.words))).all() and ((y >= 0) & (y < len(data.words))).all()
+  elif isinstance(data, patches.PatchData):
+    assert data.rgb.ndim == 4 and data.rgb.shape[1] == 3 and np.isfinite(data.rgb).all()
+  elif isinstance(data, faces.IdentityData):
+    assert data.x.shape[0] == len(data.y) and np.isfinite(data.x).all()
+    assert data.y.min() >= 0 and data.y.max() < len(data.class_names)
   else:  # imdb.Reviews
     assert len(data.tokens_train) == len(data.y_train)
     assert all(t.ndim == 1 and (t >= 0).all() for t in data.tokens_train + data.tokens_test)
@@ -159,3 +172,65 @@ def test_ts_pair(tmp_path_factory, dmg, which):
   f = d / f"X_{which}.ts"
   f.write_bytes(dmg(f.read_bytes()))
   load_or_user_error(activity.load_activity, d / "X_TRAIN.ts")
+
+
+@SETTINGS
+@given(dmg=damage())
+def test_seed_data2_h5_bytes(tmp_path_factory, dmg):
+  path = damaged_copy(tmp_path_factory.mktemp("fuzz"), write_data2, dmg, "data2.h5")
+  load_or_user_error(ngrams.load_ngrams, path)
+
+
+DATA2_CONTENT = st.sampled_from([
+    dict(trainx=np.zeros((300, 3), np.int32)), dict(testd=np.full(40, 251)),
+    dict(valx=np.full((40, 3), np.nan)), dict(trainx=np.ones((300, 4), np.int32)),
+    dict(traind=np.ones(299, np.int32)), dict(words=np.zeros(3)), dict(testx=np.array([b"a"] * 40)),
+])
+
+
+@SETTINGS
+@given(override=DATA2_CONTENT, drop=st.sampled_from([(), ("words",), ("vald",)]))
+def test_seed_data2_h5_contents(tmp_path_factory, override, drop):
+  d = tmp_path_factory.mktemp("fuzz")
+  load_or_user_error(ngrams.load_ngrams, write_data2(d / "data2.h5", drop=drop, **override))
+
+
+@SETTINGS
+@given(dmg=damage())
+def test_text_corpus(tmp_path_factory, dmg):
+  def make(p):
+    p.write_text("In the beginning God created the heaven and the earth. " * 60)
+  d = tmp_path_factory.mktemp("fuzz")
+  path = damaged_copy(d, make, dmg, "book.txt")
+  load_or_user_error(lambda p: ngrams.load_ngrams(p, vocab_size=12, cache_dir=d / "cache",
+                                                  log=lambda m: None), path)
+
+
+@SETTINGS
+@given(dmg=damage())
+def test_seed_data1_h5_bytes(tmp_path_factory, dmg):
+  path = damaged_copy(tmp_path_factory.mktemp("fuzz"), write_data1, dmg, "data1.h5")
+  load_or_user_error(patches.load_patches, path)
+
+
+DATA1_CONTENT = st.sampled_from([
+    dict(data=np.full((24, 3, 16, 16), np.nan)), dict(data=np.zeros((24, 16, 16))),
+    dict(data=np.zeros((24, 1, 16, 16))), dict(data=np.zeros((24, 3, 16, 8))),
+    dict(data=np.array([b"x"] * 24)), dict(data=np.zeros((1, 3, 16, 16))), dict(other=np.ones(3)),
+])
+
+
+@SETTINGS
+@given(replace=DATA1_CONTENT)
+def test_seed_data1_h5_contents(tmp_path_factory, replace):
+  d = tmp_path_factory.mktemp("fuzz")
+  load_or_user_error(patches.load_patches, write_data1(d / "data1.h5", **replace))
+
+
+@settings(SETTINGS, max_examples=12)
+@given(dmg=damage(), which=st.integers(0, 10))
+def test_yale_directory(tmp_path_factory, dmg, which):
+  d = write_yale_dir(tmp_path_factory.mktemp("fuzz"), n_subjects=2)
+  f = sorted(p for p in d.iterdir() if p.name.startswith("subject"))[which]
+  f.write_bytes(dmg(f.read_bytes()))
+  load_or_user_error(lambda p: faces.load_identities(p, height=12, width=10), d)

@@ -72,7 +72,8 @@ def load_seed_h5(path) -> np.ndarray:
       or data.shape[2] < 2 or not np.issubdtype(data.dtype, np.number)):
     raise UserError(f"{path}: 'data' has shape {data.shape} and dtype {data.dtype}; expected "
                     f"numbers of shape [patches, 3, P, P] (RGB, square), e.g. [10240, 3, 16, 16]")
-  data = data.astype(np.float32)
+  with np.errstate(over="ignore"):  # values beyond float32 become inf: reported just below
+    data = data.astype(np.float32)
   require_finite(data, f"{path}: 'data'")
   return data
 
