@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxml.data import ClassificationData
+from jaxml.data.h5 import read_datasets
 from jaxml.data.splits import require_finite
 from jaxml.errors import UserError
 
@@ -88,23 +89,8 @@ def _with_notes(data: ClassificationData, **notes) -> ClassificationData:
 # ----------------------------------------------------------------------------- seed h5
 def load_seed_h5(path) -> ClassificationData:
   """The seed's data3.h5 (trX, trY, tstX, tstY); labels one-hot or integer."""
-  import h5py  # imported here: only this source needs it
-
-  try:
-    f = h5py.File(path, "r")
-  except OSError as e:
-    raise UserError(f"{path} cannot be read as HDF5 ({e}); pass an intact data3.h5") from None
-  with f:
-    missing = [k for k in ("trX", "trY", "tstX", "tstY") if k not in f]
-    if missing:
-      raise UserError(f"{path} lacks dataset(s) {', '.join(missing)} (found: "
-                      f"{', '.join(sorted(f.keys())) or 'none'}); the seed's data3.h5 has "
-                      f"trX, trY, tstX, tstY")
-    try:
-      arrays = {k: np.asarray(f[k][()]) for k in ("trX", "trY", "tstX", "tstY")}
-    except (OSError, TypeError, ValueError) as e:
-      raise UserError(f"{path}: a dataset cannot be read ({e}); the file may be truncated") \
-          from None
+  arrays = read_datasets(path, ("trX", "trY", "tstX", "tstY"),
+                         expected="the seed's data3.h5 has trX, trY, tstX, tstY")
   for k in ("trX", "tstX"):
     a = arrays[k]
     if a.ndim != 3 or a.shape[0] == 0 or a.shape[1] < 2 or not np.issubdtype(a.dtype, np.number):

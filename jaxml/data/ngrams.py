@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxml.data.activity import HDF5_SIGNATURE
+from jaxml.data.h5 import read_datasets
 from jaxml.errors import UserError
 from jaxml.io import atomic_path
 
@@ -66,24 +67,8 @@ class NgramData:
 # ----------------------------------------------------------------------------- seed h5
 def load_seed_h5(path) -> NgramData:
   """The seed's data2.h5 (module docstring); 1-based ids become 0-based."""
-  import h5py  # imported here: only this source needs it
-
-  path = Path(path)
-  try:
-    f = h5py.File(path, "r")
-  except OSError as e:
-    raise UserError(f"{path} cannot be read as HDF5 ({e}); pass an intact data2.h5") from None
-  with f:
-    missing = [k for k in SEED_KEYS if k not in f]
-    if missing:
-      raise UserError(f"{path} lacks dataset(s) {', '.join(missing)} (found: "
-                      f"{', '.join(sorted(f.keys())) or 'none'}); the seed's data2.h5 has "
-                      f"{', '.join(SEED_KEYS)}")
-    try:
-      arrays = {k: np.asarray(f[k][()]) for k in SEED_KEYS}
-    except (OSError, TypeError, ValueError) as e:
-      raise UserError(f"{path}: a dataset cannot be read ({e}); the file may be truncated") \
-          from None
+  arrays = read_datasets(path, SEED_KEYS,
+                         expected=f"the seed's data2.h5 has {', '.join(SEED_KEYS)}")
   words = arrays.pop("words")
   if words.ndim != 1 or len(words) < 2 or words.dtype.kind not in "SUO":
     raise UserError(f"{path}: 'words' has shape {words.shape} and dtype {words.dtype}; expected "

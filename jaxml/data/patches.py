@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxml.data.activity import HDF5_SIGNATURE
+from jaxml.data.h5 import H5_ERRORS
 from jaxml.data.splits import require_finite
 from jaxml.errors import UserError
 
@@ -60,12 +61,12 @@ def load_seed_h5(path) -> np.ndarray:
   except OSError as e:
     raise UserError(f"{path} cannot be read as HDF5 ({e}); pass an intact data1.h5") from None
   with f:
-    if "data" not in f or not isinstance(f["data"], h5py.Dataset):
-      raise UserError(f"{path} has no dataset 'data' (found: {', '.join(sorted(f.keys())) or 'none'}"
-                      f"); {FIX_HINT}")
     try:
+      if "data" not in f or not isinstance(f["data"], h5py.Dataset):
+        raise UserError(f"{path} has no dataset 'data' (found: "
+                        f"{', '.join(sorted(f.keys())) or 'none'}); {FIX_HINT}")
       data = np.asarray(f["data"][()])
-    except (OSError, TypeError, ValueError) as e:
+    except H5_ERRORS as e:
       raise UserError(f"{path}: dataset 'data' cannot be read ({e}); the file may be "
                       f"truncated") from None
   if (data.ndim != 4 or data.shape[0] < 2 or data.shape[1] != 3 or data.shape[2] != data.shape[3]

@@ -1,0 +1,33 @@
+"""Reading named datasets from an HDF5 file (the seeds' data1/2/3.h5) with one-line errors."""
+
+from pathlib import Path
+
+import numpy as np
+
+from jaxml.errors import UserError
+
+# What h5py raises on damaged files: OSError on open and read, KeyError ("message not aligned")
+# or RuntimeError on a corrupt object header, TypeError/ValueError on unreadable datatypes.
+H5_ERRORS = (OSError, KeyError, RuntimeError, TypeError, ValueError)
+
+
+def read_datasets(path, keys, *, expected: str) -> dict[str, np.ndarray]:
+  """{key: array} for every key; UserError naming the file when it cannot be opened, lacks a
+  key (`expected` says what a good file holds), or a dataset cannot be read."""
+  import h5py  # imported here: only the h5 sources need it
+
+  path = Path(path)
+  try:
+    f = h5py.File(path, "r")
+  except OSError as e:
+    raise UserError(f"{path} cannot be read as HDF5 ({e}); pass an intact {path.name}") from None
+  with f:
+    try:
+      missing = [k for k in keys if k not in f]
+      if missing:
+        raise UserError(f"{path} lacks dataset(s) {', '.join(missing)} (found: "
+                        f"{', '.join(sorted(f.keys())) or 'none'}); {expected}")
+      return {k: np.asarray(f[k][()]) for k in keys}
+    except H5_ERRORS as e:
+      raise UserError(f"{path}: a dataset cannot be read ({e}); the file may be truncated") \
+          from None
