@@ -10,6 +10,7 @@ wrong dtypes, wrong shapes and NaNs. Example counts are small (CI time); raise
 import gzip
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -97,11 +98,35 @@ def test_idx_directory(tmp_path_factory, dmg, member, gz):
   load_or_user_error(mnist.load_mnist, d)
 
 
+def write_wisdm(path):
+  path.write_text("\n".join(wisdm_text(users=(1, 2, 3, 4, 5), per_run=160)))
+
+
+def write_text_corpus(path):
+  path.write_text("In the beginning God created the heaven and the earth. " * 60)
+
+
+# Single-file formats: (file name, writer of a valid file, loader given the path and a cache dir).
+FILE_FORMATS = {
+    "data3.h5": (write_h5, lambda p, d: activity.load_activity(p)),
+    "imdb.npz": (write_keras_npz, lambda p, d: imdb.load_reviews(p)),
+    "WISDM_ar_v1.1_raw.txt": (write_wisdm,
+                              lambda p, d: activity.load_activity(p, window=20, stride=20)),
+    "data2.h5": (write_data2, lambda p, d: ngrams.load_ngrams(p)),
+    "book.txt": (write_text_corpus, lambda p, d: ngrams.load_ngrams(
+        p, vocab_size=12, cache_dir=d / "cache", log=lambda m: None)),
+    "data1.h5": (write_data1, lambda p, d: patches.load_patches(p)),
+}
+
+
+@pytest.mark.parametrize("name", FILE_FORMATS)
 @SETTINGS
 @given(dmg=damage())
-def test_seed_h5_bytes(tmp_path_factory, dmg):
-  path = damaged_copy(tmp_path_factory.mktemp("fuzz"), write_h5, dmg, "data3.h5")
-  load_or_user_error(activity.load_activity, path)
+def test_damaged_file(tmp_path_factory, name, dmg):
+  write, load = FILE_FORMATS[name]
+  d = tmp_path_factory.mktemp("fuzz")
+  path = damaged_copy(d, write, dmg, name)
+  load_or_user_error(lambda p: load(p, d), path)
 
 
 H5_CONTENT = st.sampled_from([
@@ -117,13 +142,6 @@ H5_CONTENT = st.sampled_from([
 def test_seed_h5_contents(tmp_path_factory, replace, drop):
   d = tmp_path_factory.mktemp("fuzz")
   load_or_user_error(activity.load_activity, write_h5(d / "d.h5", drop=drop, **replace))
-
-
-@SETTINGS
-@given(dmg=damage())
-def test_keras_npz_bytes(tmp_path_factory, dmg):
-  path = damaged_copy(tmp_path_factory.mktemp("fuzz"), write_keras_npz, dmg, "imdb.npz")
-  load_or_user_error(imdb.load_reviews, path)
 
 
 NPZ_CONTENT = st.sampled_from([
@@ -153,15 +171,6 @@ def test_acl_directory(tmp_path_factory, dmg, which):
 
 
 @SETTINGS
-@given(dmg=damage())
-def test_wisdm_raw(tmp_path_factory, dmg):
-  def make(p):
-    p.write_text("\n".join(wisdm_text(users=(1, 2, 3, 4, 5), per_run=160)))
-  path = damaged_copy(tmp_path_factory.mktemp("fuzz"), make, dmg, "WISDM_ar_v1.1_raw.txt")
-  load_or_user_error(lambda p: activity.load_activity(p, window=20, stride=20), path)
-
-
-@SETTINGS
 @given(dmg=damage(), which=st.sampled_from(["TRAIN", "TEST"]))
 def test_ts_pair(tmp_path_factory, dmg, which):
   d = tmp_path_factory.mktemp("fuzz")
@@ -172,13 +181,6 @@ def test_ts_pair(tmp_path_factory, dmg, which):
   f = d / f"X_{which}.ts"
   f.write_bytes(dmg(f.read_bytes()))
   load_or_user_error(activity.load_activity, d / "X_TRAIN.ts")
-
-
-@SETTINGS
-@given(dmg=damage())
-def test_seed_data2_h5_bytes(tmp_path_factory, dmg):
-  path = damaged_copy(tmp_path_factory.mktemp("fuzz"), write_data2, dmg, "data2.h5")
-  load_or_user_error(ngrams.load_ngrams, path)
 
 
 DATA2_CONTENT = st.sampled_from([
@@ -193,24 +195,6 @@ DATA2_CONTENT = st.sampled_from([
 def test_seed_data2_h5_contents(tmp_path_factory, override, drop):
   d = tmp_path_factory.mktemp("fuzz")
   load_or_user_error(ngrams.load_ngrams, write_data2(d / "data2.h5", drop=drop, **override))
-
-
-@SETTINGS
-@given(dmg=damage())
-def test_text_corpus(tmp_path_factory, dmg):
-  def make(p):
-    p.write_text("In the beginning God created the heaven and the earth. " * 60)
-  d = tmp_path_factory.mktemp("fuzz")
-  path = damaged_copy(d, make, dmg, "book.txt")
-  load_or_user_error(lambda p: ngrams.load_ngrams(p, vocab_size=12, cache_dir=d / "cache",
-                                                  log=lambda m: None), path)
-
-
-@SETTINGS
-@given(dmg=damage())
-def test_seed_data1_h5_bytes(tmp_path_factory, dmg):
-  path = damaged_copy(tmp_path_factory.mktemp("fuzz"), write_data1, dmg, "data1.h5")
-  load_or_user_error(patches.load_patches, path)
 
 
 DATA1_CONTENT = st.sampled_from([
