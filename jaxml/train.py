@@ -101,7 +101,7 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTran
 
 
 # ----------------------------------------------------------------------------- steps
-def _train_step(loss_fn, optimizer, state, batch, key):
+def train_step(loss_fn, optimizer, state, batch, key):
   """One optimizer step. Returns the new state and this step's metrics (sums + norms)."""
   (loss, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state["params"], batch, train=True, key=key)
@@ -129,7 +129,7 @@ def make_scan_epoch(loss_fn, optimizer, n: int, batch_size: int):
     def body(state, xs):
       i, batch_idx = xs
       batch = jax.tree.map(lambda a: a[batch_idx], data)
-      return _train_step(loss_fn, optimizer, state, batch, jax.random.fold_in(step_root, i))
+      return train_step(loss_fn, optimizer, state, batch, jax.random.fold_in(step_root, i))
 
     return lax.scan(body, state, (jnp.arange(idx.shape[0]), idx))
 
@@ -147,7 +147,7 @@ def make_loop_epoch(loss_fn, optimizer, n: int, batch_size: int):
 
   def step(state, data, batch_idx, key):
     batch = jax.tree.map(lambda a: a[batch_idx], data)
-    return _train_step(loss_fn, optimizer, state, batch, key)
+    return train_step(loss_fn, optimizer, state, batch, key)
 
   jitted = {"step": jax.jit(step, donate_argnums=0)}
 

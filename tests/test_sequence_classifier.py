@@ -12,7 +12,7 @@ from experiments.activity import Config
 from jaxml.gradcheck import check_grad
 from jaxml.losses import classification_loss
 from jaxml.models import sequence_classifier
-from jaxml.train import _train_step, make_optimizer
+from jaxml.train import train_step, make_optimizer
 
 F64 = jnp.float64
 
@@ -60,7 +60,7 @@ def test_one_train_step_changes_every_parameter(cell):
   opt = make_optimizer(cfg, steps_per_epoch=1)
   state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": opt.init(params)}
   batch = {"x": x, "y": y, "weight": jnp.ones(6, F64)}
-  new, metrics = _train_step(loss_fn, opt, state, batch, jax.random.key(3))
+  new, metrics = train_step(loss_fn, opt, state, batch, jax.random.key(3))
   changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), params, new["params"])
   assert all(jax.tree.leaves(changed)), changed
   assert bool(metrics["finite"]) and int(new["step"]) == 1
