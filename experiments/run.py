@@ -9,7 +9,6 @@ diverged run with exit status 3.
 """
 
 import platform
-import signal
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,8 @@ from absl import app, flags, logging
 from experiments.base import RunContext
 from experiments.registry import EXPERIMENTS
 from jaxml import config as config_lib
-from jaxml.checkpoint import latest_epoch_on_disk
+from jaxml import interrupt
+from jaxml.checkpoint import resume_point
 from jaxml.errors import DivergenceError, UserError
 from jaxml.io import write_json
 
@@ -76,7 +76,7 @@ def execute(argv_flags, overrides: dict[str, str]) -> int:
   if workdir.exists() and not workdir.is_dir():
     raise UserError(f"--workdir {workdir} is a file; pass a directory")
   log = lambda msg: print(msg, flush=True)
-  resume = None if argv_flags.restart else latest_epoch_on_disk(workdir / "checkpoints")
+  resume = None if argv_flags.restart else resume_point(workdir / "checkpoints")
   if resume is not None:  # said first, so a log shows at a glance that a run was resumed
     log(f"resuming from epoch {resume} in {workdir} (--restart starts over)")
   log(f"{exp.name} ({argv_flags.preset}{', tiny' if argv_flags.tiny else ''}) -> {workdir}")
@@ -120,27 +120,18 @@ def _parse(argv: list[str]):
   return overrides
 
 
-class Terminated(Exception):
-  """SIGTERM, raised in the main thread so that open checkpoint writers close cleanly."""
-
-
-def _on_sigterm(signum, frame):
-  raise Terminated()
-
-
 def main(overrides) -> None:
   logging.set_verbosity(logging.WARNING)  # orbax and jax log every checkpoint/backend at INFO
-  signal.signal(signal.SIGTERM, _on_sigterm)
+  interrupt.install()  # SIGTERM/Ctrl-C: checkpoint where training stands, then exit 143/130
   try:
     status = execute(FLAGS, overrides)
-  except (UserError, DivergenceError) as e:
+  except (UserError, DivergenceError, interrupt.Interrupted) as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     sys.exit(e.exit_status)
-  except (KeyboardInterrupt, Terminated) as e:
-    # Checkpoints are whole epochs written atomically: the last one is intact.
-    print("error: interrupted; rerun the same command to resume from the last completed epoch",
+  except KeyboardInterrupt:  # only if a library replaced our SIGINT handler
+    print("error: interrupted; rerun the same command to resume from the last checkpoint",
           file=sys.stderr, flush=True)
-    sys.exit(143 if isinstance(e, Terminated) else 130)
+    sys.exit(130)
   sys.exit(status)
 
 

@@ -4,6 +4,7 @@ Orbax writes each step into a temporary directory and renames it when complete, 
 mid-save leaves the previous checkpoint intact. We keep the last two.
 """
 
+import json
 from pathlib import Path
 
 import jax
@@ -21,6 +22,22 @@ def latest_epoch_on_disk(directory) -> int | None:
   return max(epochs) if epochs else None
 
 
+def resume_point(directory) -> str | None:
+  """Where a rerun in `directory` resumes, in words ("epoch 3", or "epoch 2 + step 17 of epoch 3"
+  for a checkpoint taken mid-epoch at a signal); None when there is no checkpoint."""
+  epoch = latest_epoch_on_disk(directory)
+  if epoch is None:
+    return None
+  try:  # orbax's JsonSave writes the bookkeeping as plain JSON in <epoch>/meta/metadata
+    partial = json.loads((Path(directory) / str(epoch) / "meta" / "metadata").read_text()).get(
+        "partial")
+  except (OSError, ValueError, AttributeError):
+    partial = None  # unreadable bookkeeping is reported when the checkpoint is restored
+  if partial:
+    return f"epoch {epoch - 1} + step {partial['steps_done']} of epoch {epoch}"
+  return f"epoch {epoch}"
+
+
 class Checkpointer:
   """Saves and restores `(tree, meta)` pairs keyed by epoch in `directory`."""
 
@@ -35,6 +52,8 @@ class Checkpointer:
     return self._mgr.latest_step()
 
   def save(self, epoch: int, tree, meta: dict) -> None:
+    if epoch in self._mgr.all_steps():  # a mid-epoch checkpoint of this epoch, now complete
+      self._mgr.delete(epoch)
     self._mgr.save(epoch, args=ocp.args.Composite(tree=ocp.args.StandardSave(tree),
                                                   meta=ocp.args.JsonSave(meta)), force=True)
     self._mgr.wait_until_finished()

@@ -20,6 +20,7 @@ owns everything else:
   anything of that epoch is saved.
 """
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -31,6 +32,7 @@ import numpy as np
 import optax
 from jax import lax
 
+from jaxml import interrupt
 from jaxml.checkpoint import Checkpointer
 from jaxml.config import require
 from jaxml.errors import DivergenceError, UserError
@@ -151,14 +153,17 @@ def make_loop_epoch(loss_fn, optimizer, n: int, batch_size: int):
 
   jitted = {"step": jax.jit(step, donate_argnums=0)}
 
-  def epoch(state, data, epoch_key):
+  def epoch(state, data, epoch_key, *, start_step: int = 0, should_stop=None):
+    """Steps start_step.. of the epoch; stops early (between steps) when should_stop() is true.
+    Returns (state, metrics of the steps run, index of the next step to run)."""
     perm_key, step_root = jax.random.split(epoch_key)
     idx = _batch_indices(perm_key, n, batch_size)
-    rows = []
-    for i in range(idx.shape[0]):
+    rows, i = [], start_step
+    while i < idx.shape[0] and not (rows and should_stop is not None and should_stop()):
       state, m = jitted["step"](state, data, idx[i], jax.random.fold_in(step_root, i))
       rows.append(m)
-    return state, jax.tree.map(lambda *xs: jnp.stack(xs), *rows)
+      i += 1
+    return state, jax.tree.map(lambda *xs: jnp.stack(xs), *rows), i
 
   def precompile(state, data, epoch_key):
     """Compiles the step ahead of time (so compile time is measured apart from epochs)."""
@@ -261,14 +266,20 @@ def fit(cfg: TrainConfig, *, params, loss_fn: Callable, train_data: dict, val_da
       best_val, best_epoch = meta["best_val"], meta["best_epoch"]
       bad_epochs, history = meta["bad_epochs"], meta["history"]
       start, resumed_from = last + 1, last
-      log(f"restored the epoch {last} checkpoint from {checkpoint_dir}")
+      if meta.get("partial"):  # taken mid-epoch at a signal: finish epoch `last` first
+        start, resumed_from = last, last - 1
+        log(f"restored the checkpoint taken at step {meta['partial']['steps_done']} of epoch "
+            f"{last} from {checkpoint_dir}")
+      else:
+        log(f"restored the epoch {last} checkpoint from {checkpoint_dir}")
       if meta.get("stop_reason"):
         start = epochs + 1  # that run had already finished; only re-evaluate.
-    loop = _epochs(cfg, epochs=epochs, state=state, start=start, epoch_fn=epoch_fn, mode=mode,
-                   train_dev=train_dev, val_dev=val_dev, evaluate=evaluate, key=key, log=log,
-                   ckpt=ckpt, run_signature=run_signature, steps_per_epoch=steps_per_epoch,
-                   best=(best_params, best_val, best_epoch, bad_epochs), history=history,
-                   stop_reason=meta.get("stop_reason"))
+    with interrupt.watching() if ckpt is not None else contextlib.nullcontext():
+      loop = _epochs(cfg, epochs=epochs, state=state, start=start, epoch_fn=epoch_fn, mode=mode,
+                     train_dev=train_dev, val_dev=val_dev, evaluate=evaluate, key=key, log=log,
+                     ckpt=ckpt, run_signature=run_signature, steps_per_epoch=steps_per_epoch,
+                     best=(best_params, best_val, best_epoch, bad_epochs), history=history,
+                     stop_reason=meta.get("stop_reason"), partial=meta.get("partial"))
   finally:
     if ckpt is not None:
       ckpt.close()
@@ -280,9 +291,19 @@ def fit(cfg: TrainConfig, *, params, loss_fn: Callable, train_data: dict, val_da
 
 
 def _epochs(cfg, *, epochs, state, start, epoch_fn, mode, train_dev, val_dev, evaluate, key, log, ckpt,
-            run_signature, steps_per_epoch, best, history, stop_reason):
-  """The epoch loop of `fit`: train, validate, keep the best, checkpoint, stop."""
+            run_signature, steps_per_epoch, best, history, stop_reason, partial):
+  """The epoch loop of `fit`: train, validate, keep the best, checkpoint, stop.
+
+  `partial` is a mid-epoch checkpoint's record ({"steps_done", "steps": per-step metrics}): the
+  first epoch then continues from that step. A signal (jaxml.interrupt) makes the loop save a
+  checkpoint where it stands and raise `Interrupted`: mid-epoch in loop mode, after the epoch
+  program in scan mode.
+  """
   best_params, best_val, best_epoch, bad_epochs = best
+  done_steps = _decode_steps(partial["steps"]) if partial else None
+  meta = lambda **kw: {"signature": run_signature, "best_val": best_val, "best_epoch": best_epoch,
+                       "bad_epochs": bad_epochs, "history": history, "stop_reason": stop_reason,
+                       **kw}
   compile_s = 0.0
   if start <= epochs:
     t0 = time.perf_counter()
@@ -297,8 +318,18 @@ def _epochs(cfg, *, epochs, state, start, epoch_fn, mode, train_dev, val_dev, ev
   epoch_times = []
   for epoch in range(start, epochs + 1):
     t0 = time.perf_counter()
-    state, steps = epoch_fn(state, train_dev, jax.random.fold_in(key, epoch))
+    epoch_key = jax.random.fold_in(key, epoch)
+    if mode == "scan":
+      state, steps = epoch_fn(state, train_dev, epoch_key)
+      next_step = steps_per_epoch
+    else:
+      state, steps, next_step = epoch_fn(
+          state, train_dev, epoch_key, start_step=partial["steps_done"] if partial else 0,
+          should_stop=interrupt.requested if ckpt is not None else None)
     steps = _host(steps)
+    if done_steps is not None:  # the steps this epoch ran before the mid-epoch checkpoint
+      steps = {k: np.concatenate([done_steps[k], v]) for k, v in steps.items()}
+      done_steps, partial = None, None
     if not steps["finite"].all():
       bad = int(np.argmin(steps["finite"]))
       raise DivergenceError(
@@ -306,6 +337,10 @@ def _epochs(cfg, *, epochs, state, start, epoch_fn, mode, train_dev, val_dev, ev
           f"(loss {steps['loss'][bad] / max(steps['count'][bad], 1):.3g}, grad norm "
           f"{steps['grad_norm'][bad]:.3g}); {_last_good(epoch, ckpt)}. "
           f"Lower --config.learning_rate or set --config.grad_clip")
+    if next_step < steps_per_epoch:  # a signal arrived mid-epoch (loop mode)
+      ckpt.save(epoch, {"state": state, "best_params": best_params},
+                meta(partial={"steps_done": next_step, "steps": _encode_steps(steps)}))
+      raise interrupt.stopped(f"at step {next_step} of {steps_per_epoch} in epoch {epoch}")
     train_m = normalize_sums({k: steps[k].sum() for k in ("loss", "correct", "count")
                               if k in steps})
     val_m = normalize_sums(_host(evaluate(state["params"], val_dev)))
@@ -334,14 +369,23 @@ def _epochs(cfg, *, epochs, state, start, epoch_fn, mode, train_dev, val_dev, ev
     elif epoch == epochs:
       stop_reason = "max epochs"
     if ckpt is not None:
-      ckpt.save(epoch, {"state": state, "best_params": best_params},
-                {"signature": run_signature, "best_val": best_val, "best_epoch": best_epoch,
-                 "bad_epochs": bad_epochs, "history": history, "stop_reason": stop_reason})
+      ckpt.save(epoch, {"state": state, "best_params": best_params}, meta())
+      if interrupt.requested() and not stop_reason:
+        raise interrupt.stopped(f"after epoch {epoch}")
     if stop_reason:
       log(f"stopped at epoch {epoch} ({stop_reason}); best val loss {best_val:.4f} "
           f"at epoch {best_epoch}")
       break
   return best_params, best_epoch, stop_reason, compile_s, epoch_times
+
+
+def _encode_steps(steps: dict) -> dict:
+  """Per-step metrics as JSON (values round-trip exactly: float32 -> float64 -> float32)."""
+  return {k: {"dtype": str(v.dtype), "values": v.tolist()} for k, v in steps.items()}
+
+
+def _decode_steps(encoded: dict) -> dict:
+  return {k: np.asarray(v["values"], dtype=v["dtype"]) for k, v in encoded.items()}
 
 
 def _last_good(epoch: int, ckpt) -> str:

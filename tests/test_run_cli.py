@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -158,24 +159,34 @@ def test_divergence_exits_3_and_keeps_the_last_checkpoint(tmp_path):
   assert not (tmp_path / "results.json").exists()
 
 
-def test_sigterm_mid_run_exits_cleanly_and_the_rerun_resumes(tmp_path):
-  """Killed (SIGTERM) during training: one error line, status 143, and the rerun resumes and
-  ends with exactly the metrics of an uninterrupted run."""
+@pytest.mark.parametrize("args, trigger, saved", [
+    # scan mode: the epoch program finishes, its checkpoint is written, then the run stops
+    (["--exp=gru_activity", "--tiny", "--config.epochs=60", "--config.hidden=4"],
+     "epoch  15/", r"after epoch \d+"),
+    # loop mode: stops between two steps of an epoch and checkpoints that point (225 steps/epoch)
+    (["--exp=lenet5_mnist", "--tiny", "--config.train_limit=4000", "--config.epochs=2"],
+     "compiled the train step", r"(at step \d+ of 225 in epoch 1|after epoch \d+)"),
+])
+def test_sigterm_checkpoints_where_training_stands_and_the_rerun_resumes(args, trigger, saved,
+                                                                         tmp_path):
+  """SIGTERM during training: a checkpoint where training stands, one error line, status 143;
+  the rerun says it resumes and ends with exactly the metrics of an uninterrupted run."""
   import signal
-  args = ["--exp=gru_activity", "--tiny", "--config.epochs=120", "--config.hidden=4"]
   full = run_cli(*args, f"--workdir={tmp_path / 'full'}")
   assert full.returncode == 0, full.stderr[-2000:]
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
   proc = subprocess.Popen([sys.executable, "-m", "experiments.run", *args,
                            f"--workdir={tmp_path / 'cut'}"], cwd=ROOT, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-  for line in proc.stdout:  # wait until some epochs have been checkpointed
-    if line.startswith("epoch  30/"):
+  for line in proc.stdout:
+    if line.startswith(trigger):
       break
   proc.send_signal(signal.SIGTERM)
-  _, err = proc.communicate(timeout=120)
+  out, err = proc.communicate(timeout=120)
   assert proc.returncode == 143, err[-2000:]
-  assert "Traceback" not in err and err.strip().startswith("error: interrupted")
+  assert "SIGTERM received: saving a checkpoint" in out
+  assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+  assert re.match(r"error: interrupted by SIGTERM; saved a checkpoint " + saved, err.strip())
   again = run_cli(*args, f"--workdir={tmp_path / 'cut'}")
   assert again.returncode == 0 and again.stdout.startswith("resuming from epoch")
   a = json.loads((tmp_path / "full" / "results.json").read_text())["metrics"]

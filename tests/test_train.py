@@ -6,7 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxml import nn
+from jaxml import interrupt, nn
+from jaxml.checkpoint import resume_point
 from jaxml.errors import DivergenceError, UserError
 from jaxml.losses import classification_loss
 from jaxml.train import TrainConfig, fit
@@ -80,6 +81,37 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path, allclose):
   assert resumed.resumed_from == 2
   assert allclose(full.params, resumed.params, rtol=0, atol=0)
   assert [r["val_loss"] for r in full.history] == [r["val_loss"] for r in resumed.history]
+
+
+@pytest.mark.parametrize("mode, stop_after_calls, where", [
+    ("loop", 5, r"at step 2 of 4 in epoch 2"),  # asked between steps: stops mid-epoch
+    ("scan", 0, r"after epoch 1"),              # the epoch program is one call: after it
+])
+def test_a_signal_checkpoints_where_training_stands_and_resume_is_exact(
+    mode, stop_after_calls, where, tmp_path, monkeypatch, allclose):
+  """What SIGTERM/SIGINT do (through jaxml.interrupt): the loop saves a checkpoint at the point
+  it stopped, mid-epoch in loop mode, and the rerun ends exactly where an uninterrupted run does."""
+  cfg = dataclasses.replace(CFG, epoch_mode=mode)
+  full = _fit(cfg, checkpoint_dir=tmp_path / "full")
+  calls = []
+
+  def requested():  # the signal arrives after `stop_after_calls` checks
+    calls.append(1)
+    return len(calls) > stop_after_calls
+
+  monkeypatch.setattr(interrupt, "requested", requested)
+  with pytest.raises(interrupt.Interrupted, match=where):
+    _fit(cfg, checkpoint_dir=tmp_path / "cut")
+  monkeypatch.undo()
+  point = resume_point(tmp_path / "cut")
+  assert point == ("epoch 1 + step 2 of epoch 2" if mode == "loop" else "epoch 1")
+  logs = []
+  resumed = _fit(cfg, checkpoint_dir=tmp_path / "cut", log=logs.append)
+  assert logs[0].startswith("restored the checkpoint taken at step 2 of epoch 2" if mode == "loop"
+                            else "restored the epoch 1 checkpoint")
+  assert allclose(full.params, resumed.params, rtol=0, atol=0)
+  strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]
+  assert strip(full.history) == strip(resumed.history)
 
 
 def test_resume_refuses_a_different_config(tmp_path):
