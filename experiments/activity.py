@@ -44,6 +44,8 @@ class Config(TrainConfig):
   dropout: float = 0.0              # dropout on the readout and head inputs in training
   forget_bias: float = 1.0          # LSTM forget-gate bias at init (ignored by RNN, GRU)
   unroll: int = 1                   # lax.scan unroll factor (speed only, same numbers)
+  backward: Literal["bptt", "autodiff"] = "bptt"  # gradient through time: jaxml/bptt.py's hand
+                                    # BPTT (faster) or autodiff of the scan (for edited cells)
   # --- data
   normalize: Literal["channel", "none"] = "channel"  # per-channel z-score, train statistics
   channels: Literal["all", "accelerometer", "gyroscope"] = "all"  # BasicMotions: which sensor

@@ -45,6 +45,8 @@ class Config(TrainConfig):
   dropout: float = 0.0              # dropout between layers and on the readout in training
   forget_bias: float = 1.0          # LSTM forget-gate bias at init (Keras' unit_forget_bias)
   unroll: int = 1                   # lax.scan unroll factor (speed only, same numbers)
+  backward: Literal["bptt", "autodiff"] = "bptt"  # gradient through time: jaxml/bptt.py's hand
+                                    # BPTT (faster) or autodiff of the scan (for edited cells)
   # --- data
   num_words: int = 10000            # keep the num_words - 1 most frequent ids; rarer ones -> OOV
   maxlen: int = 256                 # ids per review after padding/truncation (seed: 256)

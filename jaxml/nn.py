@@ -3,6 +3,7 @@
 Shapes: `x: f[batch, features]`; a dense layer's params are `{"w": f[n_in, n_out], "b": f[n_out]}`.
 """
 
+import functools
 from typing import Callable, Sequence
 
 import jax
@@ -85,16 +86,32 @@ def conv2d(params: Params, x, padding: str = "SAME"):
   return y + params["b"]
 
 
+def _pool_blocks(x, size: int):
+  """f[b, H, W, c] -> f[b, H // size, size, W // size, size, c]: the non-overlapping blocks.
+
+  Rows and columns past the last full block are dropped (VALID pooling: 25x25 -> 12x12).
+  """
+  b, h, w, c = x.shape
+  ho, wo = h // size, w // size
+  return x[:, :ho * size, :wo * size, :].reshape(b, ho, size, wo, size, c)
+
+
 def max_pool(x, size: int = 2):
-  """Non-overlapping size x size max-pooling: f[b, H, W, c] -> f[b, H // size, W // size, c]."""
-  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, size, size, 1), (1, size, size, 1),
-                               "VALID")
+  """Non-overlapping size x size max-pooling: f[b, H, W, c] -> f[b, H // size, W // size, c].
+
+  Written as elementwise maxima of strided views rather than `lax.reduce_window`: XLA's CPU
+  backend turns the reduce_window gradient into a slow select-and-scatter (seed CNN train step,
+  batch 128: see BUILD_NOTES.md, "Speed"). Same values; at an exact tie inside a block the
+  gradient is shared between the tied units instead of going to one of them.
+  """
+  blocks = _pool_blocks(x, size)
+  rows = functools.reduce(jnp.maximum, [blocks[:, :, i] for i in range(size)])
+  return functools.reduce(jnp.maximum, [rows[:, :, :, j] for j in range(size)])
 
 
 def avg_pool(x, size: int = 2):
   """Non-overlapping size x size average-pooling: f[b, H, W, c] -> f[b, H // size, W // size, c]."""
-  s = jax.lax.reduce_window(x, 0.0, jax.lax.add, (1, size, size, 1), (1, size, size, 1), "VALID")
-  return s / (size * size)
+  return jnp.mean(_pool_blocks(x, size), axis=(2, 4))
 
 
 POOLS = {"max": max_pool, "avg": avg_pool}

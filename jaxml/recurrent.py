@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxml import bptt
 from jaxml.nn import xavier_uniform
 
 Params = dict
@@ -120,8 +121,11 @@ def cell_fn(kind: str) -> Callable:
   return lambda params, carry, x_t: step(params, carry, project(params, x_t))
 
 
+BACKWARDS = ("bptt", "autodiff")
+
+
 def run(kind: str, params: Params, x, carry=None, mask=None, *, reverse: bool = False,
-        unroll: int = 1):
+        unroll: int = 1, backward: str = "bptt"):
   """Runs a cell over time with `lax.scan`.
 
   Args:
@@ -129,24 +133,36 @@ def run(kind: str, params: Params, x, carry=None, mask=None, *, reverse: bool = 
     x: f[batch, time, n_in], batch-major as data usually is.
     carry: initial carry (zeros if None); LSTM's carry is the pair (h, c).
     mask: optional bool/float [batch, time]; where 0 the step is skipped (carry unchanged, output
-      zero), so padded positions cannot change the final state.
+      zero), so padded positions cannot change the final state. A constant: no gradient flows
+      into it with backward="bptt".
     reverse: run from the last step to the first (for a backward direction).
+    backward: how the gradient through time is computed (same numbers up to float rounding):
+      "bptt", the hand-written backward pass of `jaxml.bptt` (faster: the recurrent weight
+      gradients become one matmul after the backward scan); "autodiff", JAX's derivative of the
+      plain scan below. A cell whose `step` you edit needs its backward in bptt.py edited too,
+      or "autodiff".
   Returns:
     (final carry, hs: f[batch, time, hidden]).
   """
+  if backward not in BACKWARDS:
+    raise ValueError(f"backward must be one of {BACKWARDS}, got {backward!r}")
   cell = CELLS[kind]
   batch, _, _ = x.shape
   hidden = params["w_h"].shape[0]
   if carry is None:
     carry = cell.zero_carry(batch, hidden, x.dtype)
-  xp = jnp.swapaxes(project(params, x), 0, 1)  # time-major [T, B, G*H]: scan walks axis 0.
+  # Time-major [T, B, G*H], as the scan walks axis 0. Transposing x (n_in wide) before the
+  # projection is cheaper than transposing the G*H-wide projection, forward and backward.
+  xp = project(params, jnp.swapaxes(x, 0, 1))
+  m = None if mask is None else jnp.swapaxes(mask, 0, 1).astype(x.dtype)[..., None]  # [T, B, 1]
 
-  if mask is None:
+  if backward == "bptt":
+    rec = {k: v for k, v in params.items() if k not in ("w_x", "b")}
+    carry, hs = bptt.recurrence(kind, rec, xp, carry, m, reverse, unroll)
+  elif m is None:
     body = lambda c, xp_t: cell.step(params, c, xp_t)
     carry, hs = lax.scan(body, carry, xp, reverse=reverse, unroll=unroll)
   else:
-    m = jnp.swapaxes(mask, 0, 1).astype(x.dtype)[..., None]  # [T, B, 1]
-
     def body(c, inputs):
       xp_t, m_t = inputs
       new_c, h_t = cell.step(params, c, xp_t)
@@ -182,22 +198,24 @@ def stack_init(key, kind: str, n_in: int, hidden: int, *, layers: int = 1,
 
 
 def stack_run(kind: str, params: list, x, mask=None, *, unroll: int = 1,
-              between: Callable | None = None):
+              between: Callable | None = None, backward: str = "bptt"):
   """Runs a stack from `stack_init` over x: f[batch, time, n_in].
 
   A backward direction reads the sequence from its last step; with `mask` its padded steps are
   skipped like the forward ones, so it starts at each sequence's own last real step.
   `between(l, hs)`, if given, maps layer l's outputs before layer l + 1 reads them (dropout).
+  `backward`: "bptt" or "autodiff", as in `run`.
   Returns (hs: f[batch, time, dirs*hidden] of the last layer,
            final: f[batch, dirs*hidden], its final hidden states (forward, then backward)).
   """
   for l, layer in enumerate(params):
     if l > 0 and between is not None:
       x = between(l, x)
-    c_f, hs = run(kind, layer["fwd"], x, mask=mask, unroll=unroll)
+    c_f, hs = run(kind, layer["fwd"], x, mask=mask, unroll=unroll, backward=backward)
     finals = [final_hidden(kind, c_f)]
     if "bwd" in layer:
-      c_b, hs_b = run(kind, layer["bwd"], x, mask=mask, reverse=True, unroll=unroll)
+      c_b, hs_b = run(kind, layer["bwd"], x, mask=mask, reverse=True, unroll=unroll,
+                      backward=backward)
       hs = jnp.concatenate([hs, hs_b], axis=-1)
       finals.append(final_hidden(kind, c_b))
     x = hs

@@ -129,3 +129,21 @@ def test_random_affine_identity_and_rotation():
                         max_scale=0.0)
   r, c = np.unravel_index(np.argmax(np.asarray(moved[0, ..., 0])), (11, 11))
   assert abs(np.hypot(r - 5, c - 5) - 4) < 1.0  # rotation keeps the distance to the centre
+
+
+@pytest.mark.parametrize("size", [(8, 8), (25, 25), (7, 10)])
+def test_pooling_equals_reduce_window_including_odd_sizes(size):
+  """Pools are reshape-based (faster gradient on CPU); same values and gradients as
+  lax.reduce_window with VALID padding, which drops a last odd row/column (faces: 25 -> 12)."""
+  x = _rand(0, (2, *size, 3))  # continuous values: no ties inside a block
+  ref = {"max": lambda x: jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1),
+                                                (1, 2, 2, 1), "VALID"),
+         "avg": lambda x: jax.lax.reduce_window(x, 0.0, jax.lax.add, (1, 2, 2, 1),
+                                                (1, 2, 2, 1), "VALID") / 4}
+  for kind, pool in nn.POOLS.items():
+    y, vjp = jax.vjp(pool, x)
+    y_ref, vjp_ref = jax.vjp(ref[kind], x)
+    assert y.shape == (2, size[0] // 2, size[1] // 2, 3)
+    np.testing.assert_array_equal(y, y_ref)
+    delta = _rand(1, y.shape)
+    np.testing.assert_allclose(vjp(delta)[0], vjp_ref(delta)[0], rtol=1e-15, atol=0)

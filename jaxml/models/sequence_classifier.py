@@ -26,8 +26,10 @@ def features(params, x, *, cfg, mask=None):
 
   readout "last": the final hidden state (the last unmasked step when `mask` is given);
   readout "mean": the average hidden state over (unmasked) time steps.
+  cfg.backward ("bptt"/"autodiff") picks how the gradient through time is computed.
   """
-  carry, hs = recurrent.run(cfg.cell, params["rnn"], x, mask=mask, unroll=cfg.unroll)
+  carry, hs = recurrent.run(cfg.cell, params["rnn"], x, mask=mask, unroll=cfg.unroll,
+                             backward=cfg.backward)
   if cfg.readout == "last":
     return recurrent.final_hidden(cfg.cell, carry)
   if mask is None:
