@@ -35,6 +35,21 @@ def make_predict(apply_fn: Callable, batch_size: int) -> Callable:
   return predict
 
 
+def classifier_loss_fn(apply_fn: Callable, augment: Callable | None = None) -> Callable:
+  """The train loop's loss_fn for a classifier: softmax cross-entropy of apply_fn's logits on
+  batch {"x", "y", "weight"}, with `augment(x, key)` applied to training batches only."""
+
+  def loss_fn(params, batch, *, train, key):
+    x = batch["x"]
+    if train and augment is not None:
+      k_aug, key = jax.random.split(key)
+      x = augment(x, k_aug)
+    logits = apply_fn(params, x, train=train, key=key)
+    return classification_loss(logits, batch["y"], batch["weight"])
+
+  return loss_fn
+
+
 def train_classifier(cfg: TrainConfig, *, splits: dict, class_names, init_fn: Callable,
                      apply_fn: Callable, key, workdir, log=print, restart: bool = False,
                      signature: dict | None = None, title: str = "",
@@ -55,14 +70,7 @@ def train_classifier(cfg: TrainConfig, *, splits: dict, class_names, init_fn: Ca
   k_init, k_train = jax.random.split(key)
   params = init_fn(k_init)
 
-  def loss_fn(params, batch, *, train, key):
-    x = batch["x"]
-    if train and augment is not None:
-      k_aug, key = jax.random.split(key)
-      x = augment(x, k_aug)
-    logits = apply_fn(params, x, train=train, key=key)
-    return classification_loss(logits, batch["y"], batch["weight"])
-
+  loss_fn = classifier_loss_fn(apply_fn, augment)
   as_dict = lambda xy: {"x": xy[0], "y": xy[1]}
   ckpt_dir = workdir / "checkpoints"
   if restart and ckpt_dir.exists():
