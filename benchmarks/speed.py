@@ -60,6 +60,7 @@ import numpy as np  # noqa: E402
 from experiments import activity, imdb, mnist_cnn  # noqa: E402
 from experiments import ngram_lm as ngram_exp  # noqa: E402
 from jaxml.pipeline import classifier_loss_fn  # noqa: E402
+from jaxml.runtime import keep_freed_memory  # noqa: E402
 from jaxml.models import cnn, ngram_lm, sequence_classifier, text_classifier  # noqa: E402
 from jaxml.train import make_loop_epoch, make_optimizer, make_scan_epoch, make_step  # noqa: E402
 
@@ -552,6 +553,9 @@ def main(argv=None) -> int:
   ap.add_argument("--epochs", default=",".join(EPOCH_BENCHMARKS),
                   help="benchmarks (of those run) whose whole-epoch throughput is measured, "
                        "scan vs loop; empty: none")
+  ap.add_argument("--malloc", choices=("keep", "default"), default="keep",
+                  help="keep: jaxml.runtime.keep_freed_memory() as training does (both sides); "
+                       "default: glibc's defaults, to measure what it is worth")
   args = ap.parse_args(argv)
   names = [n for n in args.only.split(",") if n] or list(BENCHMARKS)
   epoch_names = [n for n in args.epochs.split(",") if n]
@@ -562,6 +566,8 @@ def main(argv=None) -> int:
     return 2
   sizes = QUICK if args.quick else Sizes()
   log = lambda msg: print(msg, file=sys.stderr, flush=True)
+  # As `fit` and the runner do; it is process-wide, so PyTorch runs under the same allocator.
+  kept_freed_memory = keep_freed_memory() if args.malloc == "keep" else False
   t_start = time.perf_counter()
   load_start = os.getloadavg()[0]
   torch, tm = import_torch(args.torch, args.torch_threads)
@@ -590,6 +596,7 @@ def main(argv=None) -> int:
       "torch_matmul_gflops": peaks.get("torch"), "quick": args.quick,
       # Other processes' load: 1-minute load average at the start and at the end of the run.
       "load_average": [load_start, os.getloadavg()[0]],
+      "keep_freed_memory": kept_freed_memory,  # jaxml/runtime.py (both sides)
       "seconds": time.perf_counter() - t_start}
   results["epoch_throughput"] = epochs
   results["bar"] = check_bar(results)

@@ -37,7 +37,7 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxml import interrupt
+from jaxml import interrupt, runtime
 from jaxml.checkpoint import Checkpointer
 from jaxml.config import require
 from jaxml.errors import DivergenceError, UserError
@@ -273,6 +273,7 @@ def fit(cfg: TrainConfig, *, params, loss_fn: Callable, train_data: dict, val_da
     run_signature: JSON-ready description of the run (config, data); resuming a checkpoint made
       with a different signature is refused so results never mix two configurations.
   """
+  runtime.keep_freed_memory()  # XLA:CPU re-faults each step's temporaries otherwise
   train_data, val_data = _with_weight(train_data), _with_weight(val_data)
   n = len(train_data["weight"])
   if n < cfg.batch_size:

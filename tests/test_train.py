@@ -123,3 +123,13 @@ def test_resume_refuses_a_different_config(tmp_path):
 def test_too_few_examples_for_a_batch():
   with pytest.raises(UserError, match="batch_size"):
     _fit(dataclasses.replace(CFG, batch_size=1000))
+
+
+def test_keep_freed_memory_applies_on_glibc():
+  """jaxml.runtime's allocator setting (a large speed-up of XLA:CPU steps, see its docstring)
+  takes effect wherever glibc is the C library: mallopt accepted both parameters."""
+  import platform
+  from jaxml import runtime
+  expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+  assert runtime.keep_freed_memory() is expected
+  assert runtime.keep_freed_memory() is expected  # idempotent
