@@ -40,43 +40,56 @@ def assert_links_exist(md: str, report_dir: Path):
 
 
 def test_quick_report_fills_every_row(tmp_path):
-  """Two activity runs and IMDB (when the shared subset is here) really run; IMDB without data
-  and face_recognition (never has data here) are rows marked "needs data"."""
+  """The whole `--quick` report, as CI runs it: every experiment's tiny default run really
+  runs; IMDB is found under --data_root when the shared subset is here (else its row says
+  "needs data"), and face_recognition (never has data here) is a "needs data" row."""
   root = tmp_path / "data"
   (root / "imdb").mkdir(parents=True)
   if SHARED_IMDB.exists():
     (root / "imdb" / SHARED_IMDB.name).symlink_to(SHARED_IMDB)
   out = tmp_path / "report"
-  proc = run_report("--quick", "--presets=seed,default",
-                    "--only=gru_activity,lstm_imdb,face_recognition", f"--data_root={root}",
-                    f"--out={out}")
+  proc = run_report("--quick", f"--data_root={root}", f"--out={out}")
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  n_runs = 4 if SHARED_IMDB.exists() else 2
+  runnable = [e for e in EXPERIMENTS if e != "face_recognition" and
+              (SHARED_IMDB.exists() or not e.endswith("_imdb"))]
   progress = [ln for ln in proc.stdout.splitlines() if re.match(r"\[ *\d+/\d+ +\d+:\d\d\] ", ln)]
-  assert len(progress) == n_runs, proc.stdout
+  assert len(progress) == len(runnable), proc.stdout
 
   md = (out / "REPORT.md").read_text()
   assert "--quick" in md and "git commit:" in md and "CPU cores" in md and "jax " in md
   rows = table_rows(md)
-  assert set(rows) == {"gru_activity", "lstm_imdb", "face_recognition"}, rows
+  assert set(rows) == set(EXPERIMENTS), rows
   for exp, cells in rows.items():
     assert all(cells), (exp, cells)  # no empty cell anywhere
+    assert "failed" not in " ".join(cells), (exp, cells)
+  for exp in runnable:  # a result in the default column, not a placeholder
+    assert not rows[exp][4].startswith(("not run", "needs data")), (exp, rows[exp])
   gru = rows["gru_activity"]
   assert gru[1].startswith("UEA BasicMotions") and gru[2].startswith("0.81")
-  for result in gru[3:5]:
-    assert re.match(r"0\.\d{4} \(epoch 2 of 2\)", result), gru
+  assert re.match(r"0\.\d{4} \(epoch 2 of 2\)", gru[4]), gru
+  assert gru[3] == "not run (this preset was left out by --presets)"
   assert "needs data: identity-labelled faces" in rows["face_recognition"][1]
   assert rows["face_recognition"][3] == rows["face_recognition"][4] == \
       "needs data (see data used)"
   if SHARED_IMDB.exists():
-    assert "imdb_500w" in rows["lstm_imdb"][1]
-    assert re.match(r"0\.\d{4} ", rows["lstm_imdb"][3]) and re.match(r"0\.\d{4} ",
-                                                                      rows["lstm_imdb"][4])
+    assert "imdb_500w" in rows["lstm_imdb"][1] and re.match(r"0\.\d{4} ", rows["lstm_imdb"][4])
   else:
     assert rows["lstm_imdb"][1].startswith("needs data: an IMDB file")
   assert_links_exist(md, out)
-  assert "runs/gru_activity-seed/curves.png" in md and "runs/gru_activity-default.log" in md
+  assert "runs/gru_activity-default/curves.png" in md and "runs/gru_activity-default.log" in md
   assert "## What differs from the seed's setting" in md and "BasicMotions" in md
+
+
+def test_both_presets_fill_both_columns(tmp_path):
+  out = tmp_path / "report"
+  proc = run_report("--quick", "--presets=seed,default", "--only=gru_activity", f"--out={out}")
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  md = (out / "REPORT.md").read_text()
+  gru = table_rows(md)["gru_activity"]
+  for result in gru[3:5]:
+    assert re.match(r"0\.\d{4} \(epoch 2 of 2\)", result), gru
+  assert "runs/gru_activity-seed/curves.png" in md
+  assert_links_exist(md, out)
 
 
 def test_a_failed_run_is_a_visible_cell(tmp_path):
