@@ -16,8 +16,9 @@ owns everything else:
   `fold_in(root, step)` is the step's key (dropout), so a resumed run replays exactly the same batches and dropout;
 * after each epoch: validation, early stopping on validation loss with `patience`, and a
   checkpoint holding the train state and the best-validation parameters;
-* a non-finite loss or gradient norm raises `DivergenceError` naming the epoch and step, before
-  anything of that epoch is saved;
+* a non-finite loss or gradient norm, or a step loss above `diverge_factor` times the run's very
+  first step loss (the untrained model's), raises `DivergenceError` naming the epoch and step,
+  before anything of that epoch is saved;
 * data parallelism (`data_mesh`): parameters are replicated over a one-axis "data" mesh of all
   visible devices and every batch is split along it, so the same code runs on one CPU, several
   GPUs, or TPU cores (tests/test_sharding.py checks 4 simulated devices against 1).
@@ -62,6 +63,9 @@ class TrainConfig:
   eval_batch_size: int = 512        # examples per evaluation batch (memory only, not results)
   epoch_mode: Literal["scan", "loop"] = "scan"  # epoch as one lax.scan, or a loop of jitted steps
   devices: int = 0                  # data-parallel devices (mesh axis "data"); 0 = all visible
+  diverge_factor: float = 1e3       # a step loss above this x the untrained model's first step
+                                    # loss is divergence (exit 3): Adam keeps an absurd learning
+                                    # rate finite but useless; 0 = only non-finite values count
 
 
 def validate_train_config(cfg: TrainConfig) -> None:
@@ -77,6 +81,8 @@ def validate_train_config(cfg: TrainConfig) -> None:
   require(cfg.max_steps >= 0, "max_steps", ">= 0 (0: use epochs)", cfg.max_steps)
   require(cfg.patience >= 0, "patience", ">= 0", cfg.patience)
   require(cfg.devices >= 0, "devices", ">= 0 (0: all visible devices)", cfg.devices)
+  require(cfg.diverge_factor == 0 or cfg.diverge_factor > 1, "diverge_factor",
+          "0 (off) or a number > 1", cfg.diverge_factor)
   require(0 < cfg.val_fraction < 1, "val_fraction", "in (0, 1)", cfg.val_fraction)
   require(0 <= cfg.warmup_epochs < cfg.epochs or cfg.warmup_epochs == 0, "warmup_epochs",
           "smaller than epochs", cfg.warmup_epochs)
@@ -386,6 +392,7 @@ def _epochs(cfg, *, epochs, state, start, epoch_fn, mode, train_dev, val_dev, ev
           f"(loss {steps['loss'][bad] / max(steps['count'][bad], 1):.3g}, grad norm "
           f"{steps['grad_norm'][bad]:.3g}); {_last_good(epoch, ckpt)}. "
           f"Lower --config.learning_rate or set --config.grad_clip")
+    _check_exploding(cfg.diverge_factor, steps, history, epoch, ckpt)
     if next_step < steps_per_epoch:  # a signal arrived mid-epoch (loop mode)
       ckpt.save(epoch, {"state": state, "best_params": best_params},
                 meta(partial={"steps_done": next_step, "steps": _encode_steps(steps)}))
@@ -435,6 +442,27 @@ def _encode_steps(steps: dict) -> dict:
 
 def _decode_steps(encoded: dict) -> dict:
   return {k: np.asarray(v["values"], dtype=v["dtype"]) for k, v in encoded.items()}
+
+
+def _check_exploding(factor: float, steps: dict, history: list, epoch: int, ckpt) -> None:
+  """Raises DivergenceError when a step's loss exceeds `factor` x the run's first step loss.
+
+  The reference is the loss of the untrained model (epoch 1, step 1, computed before its update),
+  taken from the history a resumed run restores, so resuming does not move it.
+  """
+  if not factor:
+    return
+  losses = steps["loss"] / np.maximum(steps["count"], 1)
+  ref = history[0]["step_losses"][0] if history else float(losses[0])
+  if not ref > 0:
+    return
+  over = np.flatnonzero(losses > factor * ref)
+  if over.size:
+    bad = int(over[0])
+    raise DivergenceError(
+        f"loss exploded at epoch {epoch}, step {bad + 1} of {len(losses)}: {losses[bad]:.3g}, "
+        f"over {factor:g}x the untrained model's {ref:.3g} (--config.diverge_factor); "
+        f"{_last_good(epoch, ckpt)}. Lower --config.learning_rate or set --config.grad_clip")
 
 
 def _last_good(epoch: int, ckpt) -> str:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxml import interrupt, nn
-from jaxml.checkpoint import resume_point
+from jaxml.checkpoint import Checkpointer, resume_point
 from jaxml.errors import DivergenceError, UserError
 from jaxml.losses import classification_loss
 from jaxml.train import TrainConfig, fit
@@ -64,6 +64,42 @@ def test_nonfinite_loss_raises_with_epoch_and_step(tmp_path):
   with pytest.raises(DivergenceError, match=r"epoch 1, step \d+"):
     fit(CFG, params=params, loss_fn=loss_fn, train_data=bad, val_data=va,
         key=jax.random.key(0), log=lambda m: None, checkpoint_dir=tmp_path / "ck")
+
+
+def test_an_exploding_but_finite_loss_is_divergence_and_the_last_checkpoint_stays(tmp_path):
+  """Adam keeps an absurd learning rate's loss finite but useless: a step loss over
+  diverge_factor x the untrained model's first-step loss stops the run. A resumed run measures
+  against the same untrained loss, from the restored history."""
+  absurd = dataclasses.replace(CFG, optimizer="adam", learning_rate=1e4)
+  with pytest.raises(DivergenceError, match=r"loss exploded at epoch 1, step \d+ of 4: .* over "
+                     r"1000x the untrained model's \d\.\d+ .*no epoch completed"):
+    _fit(absurd, checkpoint_dir=tmp_path / "absurd")
+  assert not list((tmp_path / "absurd").glob("*/"))  # nothing half-written
+  # The same run with the check off trains on (its loss stays finite) to a useless result.
+  off = _fit(dataclasses.replace(absurd, diverge_factor=0, epochs=2))
+  assert max(max(r["step_losses"]) for r in off.history) > 1e3 * off.history[0]["step_losses"][0]
+  # Two good epochs (the run dies in epoch 3), then the same checkpoint directory continued with
+  # the absurd rate: it stops in epoch 3 and epoch 2's checkpoint stays as it was.
+  sane = dataclasses.replace(absurd, learning_rate=1e-2, epochs=4)
+
+  def die_in_epoch_3(msg):
+    if msg.startswith("epoch   3"):
+      raise KeyboardInterrupt
+
+  with pytest.raises(KeyboardInterrupt):
+    _fit(sane, checkpoint_dir=tmp_path / "ck", log=die_in_epoch_3)
+  ck = Checkpointer(tmp_path / "ck")
+  before = ck.read_meta(2)
+  with pytest.raises(DivergenceError, match=r"loss exploded at epoch 3.*last good checkpoint is "
+                     r"epoch 2"):
+    _fit(absurd, checkpoint_dir=tmp_path / "ck")
+  assert ck.latest_epoch() == 2 and ck.read_meta(2) == before
+  resumed = _fit(sane, checkpoint_dir=tmp_path / "ck")
+  assert resumed.resumed_from == 2 and len(resumed.history) == 4
+  ck.close()
+  with pytest.raises(UserError, match="diverge_factor"):
+    from jaxml.train import validate_train_config
+    validate_train_config(dataclasses.replace(CFG, diverge_factor=0.5))
 
 
 def test_resume_reproduces_an_uninterrupted_run(tmp_path, allclose):
