@@ -385,14 +385,8 @@ def _epochs(cfg, *, epochs, state, start, epoch_fn, mode, train_dev, val_dev, ev
     if done_steps is not None:  # the steps this epoch ran before the mid-epoch checkpoint
       steps = {k: np.concatenate([done_steps[k], v]) for k, v in steps.items()}
       done_steps, partial = None, None
-    if not steps["finite"].all():
-      bad = int(np.argmin(steps["finite"]))
-      raise DivergenceError(
-          f"non-finite loss or gradient at epoch {epoch}, step {bad + 1} of {len(steps['finite'])} "
-          f"(loss {steps['loss'][bad] / max(steps['count'][bad], 1):.3g}, grad norm "
-          f"{steps['grad_norm'][bad]:.3g}); {_last_good(epoch, ckpt)}. "
-          f"Lower --config.learning_rate or set --config.grad_clip")
-    _check_exploding(cfg.diverge_factor, steps, history, epoch, ckpt)
+    step_losses = steps["loss"] / np.maximum(steps["count"], 1)
+    _check_divergence(cfg.diverge_factor, steps, step_losses, history, epoch, ckpt)
     if next_step < steps_per_epoch:  # a signal arrived mid-epoch (loop mode)
       ckpt.save(epoch, {"state": state, "best_params": best_params},
                 meta(partial={"steps_done": next_step, "steps": _encode_steps(steps)}))
@@ -411,7 +405,7 @@ def _epochs(cfg, *, epochs, state, start, epoch_fn, mode, train_dev, val_dev, ev
            "grad_norm": float(steps["grad_norm"].mean()),
            "update_norm": float(steps["update_norm"].mean()),
            "param_norm": float(optax.tree.norm(state["params"])),
-           "step_losses": (steps["loss"] / np.maximum(steps["count"], 1)).tolist(),
+           "step_losses": step_losses.tolist(),
            "seconds": seconds}
     history.append(row)
     if val_m["loss"] < best_val:
@@ -444,25 +438,28 @@ def _decode_steps(encoded: dict) -> dict:
   return {k: np.asarray(v["values"], dtype=v["dtype"]) for k, v in encoded.items()}
 
 
-def _check_exploding(factor: float, steps: dict, history: list, epoch: int, ckpt) -> None:
-  """Raises DivergenceError when a step's loss exceeds `factor` x the run's first step loss.
+def _check_divergence(factor: float, steps: dict, step_losses, history: list, epoch: int,
+                      ckpt) -> None:
+  """Raises DivergenceError at the first step whose loss or gradient norm is non-finite, or whose
+  loss exceeds `factor` x the run's first step loss (0 turns that test off).
 
-  The reference is the loss of the untrained model (epoch 1, step 1, computed before its update),
-  taken from the history a resumed run restores, so resuming does not move it.
+  The reference is the untrained model's loss (epoch 1, step 1, computed before its update), taken
+  from the history a resumed run restores, so resuming does not move it.
   """
-  if not factor:
-    return
-  losses = steps["loss"] / np.maximum(steps["count"], 1)
-  ref = history[0]["step_losses"][0] if history else float(losses[0])
-  if not ref > 0:
-    return
-  over = np.flatnonzero(losses > factor * ref)
-  if over.size:
+  fix = f"{_last_good(epoch, ckpt)}. Lower --config.learning_rate or set --config.grad_clip"
+  if not steps["finite"].all():
+    bad = int(np.argmin(steps["finite"]))
+    raise DivergenceError(
+        f"non-finite loss or gradient at epoch {epoch}, step {bad + 1} of {len(step_losses)} "
+        f"(loss {step_losses[bad]:.3g}, grad norm {steps['grad_norm'][bad]:.3g}); {fix}")
+  ref = history[0]["step_losses"][0] if history else float(step_losses[0])
+  over = np.flatnonzero(step_losses > factor * ref) if factor and ref > 0 else []
+  if len(over):
     bad = int(over[0])
     raise DivergenceError(
-        f"loss exploded at epoch {epoch}, step {bad + 1} of {len(losses)}: {losses[bad]:.3g}, "
-        f"over {factor:g}x the untrained model's {ref:.3g} (--config.diverge_factor); "
-        f"{_last_good(epoch, ckpt)}. Lower --config.learning_rate or set --config.grad_clip")
+        f"loss exploded at epoch {epoch}, step {bad + 1} of {len(step_losses)}: "
+        f"{step_losses[bad]:.3g}, over {factor:g}x the untrained model's {ref:.3g} "
+        f"(--config.diverge_factor); {fix}")
 
 
 def _last_good(epoch: int, ckpt) -> str:

@@ -10,7 +10,7 @@ from jaxml import interrupt, nn
 from jaxml.checkpoint import Checkpointer, resume_point
 from jaxml.errors import DivergenceError, UserError
 from jaxml.losses import classification_loss
-from jaxml.train import TrainConfig, fit
+from jaxml.train import TrainConfig, fit, validate_train_config
 
 CFG = TrainConfig(optimizer="sgd", learning_rate=0.2, momentum=0.5, batch_size=8, epochs=4,
                   patience=0)
@@ -98,7 +98,6 @@ def test_an_exploding_but_finite_loss_is_divergence_and_the_last_checkpoint_stay
   assert resumed.resumed_from == 2 and len(resumed.history) == 4
   ck.close()
   with pytest.raises(UserError, match="diverge_factor"):
-    from jaxml.train import validate_train_config
     validate_train_config(dataclasses.replace(CFG, diverge_factor=0.5))
 
 
