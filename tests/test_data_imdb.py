@@ -1,4 +1,7 @@
-"""IMDB loaders on tiny generated files: Keras npz (and what it must refuse), aclImdb, tfds."""
+"""IMDB loaders on tiny generated files: Keras npz (and what it must refuse), aclImdb.
+
+tfds:imdb_reviews is tested in test_tfds_source.
+"""
 
 import json
 from pathlib import Path
@@ -146,11 +149,3 @@ def test_acl_directory_missing_a_split(tmp_path):
   write_acl(tmp_path, {k: v for k, v in ACL.items() if k != ("test", "neg")})
   with pytest.raises(UserError, match="no test/neg/ directory"):
     imdb.load_reviews(str(tmp_path))
-
-
-def test_tfds_source_under_mock_data():
-  import tensorflow_datasets as tfds
-  with tfds.testing.mock_data(num_examples=7):
-    r = imdb.load_reviews("tfds:imdb_reviews")
-  assert len(r.tokens_train) == 7 and r.source == "tfds imdb_reviews"
-  assert all(t[0] == imdb.START for t in r.tokens_train)

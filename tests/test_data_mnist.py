@@ -1,4 +1,7 @@
-"""MNIST loaders: idx round trip (raw and gz), header validation, tfds under mock data, embedded."""
+"""MNIST loaders: idx round trip (raw and gz), header validation, embedded digits.
+
+tfds:mnist is tested in test_tfds_source.
+"""
 
 import gzip
 
@@ -76,15 +79,6 @@ def test_images_not_28x28(tmp_path):
   (d / "t10k-images-idx3-ubyte").write_bytes(idx_bytes(np.zeros((10, 20, 20))))
   with pytest.raises(UserError, match="expected 28x28"):
     mnist.load_mnist(str(d))
-
-
-def test_tfds_source_under_mock_data():
-  import tensorflow_datasets as tfds
-  with tfds.testing.mock_data(num_examples=12):
-    data = mnist.load_mnist("tfds:mnist")
-  assert data.x_train.shape == (12, 28, 28, 1) and data.y_test.shape == (12,)
-  assert data.source == "tfds mnist"
-
 
 
 def test_embedded_digits():

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxml.data import ClassificationData
-from jaxml.data.tfds_source import open_split
+from jaxml.data.tfds_source import open_split, read_all
 from jaxml.errors import UserError
 
 PAD, START, OOV = 0, 1, 2
@@ -263,11 +263,15 @@ def load_acl_dir(root, cache_dir=None, log=print) -> Reviews:
 
 
 def load_tfds(name: str) -> Reviews:
+  """A tfds dataset of ('text', 'label') reviews (imdb_reviews), tokenized and ranked as
+  `_from_texts` does for aclImdb; preparing it needs no TensorFlow (see `tfds_source`)."""
   splits = {}
+  text = lambda t: t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t)
   for split in ("train", "test"):
-    ds = open_split(name, split, "pass an imdb.npz file or an aclImdb directory")
-    items = [ds[i] for i in range(len(ds))]
-    text = lambda t: t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t)
+    items = read_all(open_split(name, split, "pass an imdb.npz file or an aclImdb directory"))
+    if not {"text", "label"} <= set(items[0]):
+      raise UserError(f"tfds:{name} examples have {sorted(items[0])}, not 'text' and 'label'; "
+                      f"the IMDB set is tfds:imdb_reviews")
     splits[split] = ([text(it["text"]) for it in items], [int(it["label"]) for it in items])
   return _from_texts(splits["train"], splits["test"], f"tfds {name}")
 

