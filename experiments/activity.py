@@ -20,6 +20,7 @@ import jax
 
 from experiments.base import Experiment, RunContext
 from jaxml import config as config_lib
+from jaxml import recurrent
 from jaxml.config import require
 from jaxml.data import activity as activity_data
 from jaxml.data.splits import channel_stats, holdout_splits, standardize
@@ -32,20 +33,18 @@ from jaxml.train import TrainConfig, validate_train_config
 class Config(TrainConfig):
   """Model and data settings; optimisation settings are inherited from TrainConfig.
 
-  Measured (2-core CPU, embedded BasicMotions, --seed=0, python -m experiments.run --exp=...):
-  default preset ~30 s per run, test accuracy GRU 0.975, LSTM 0.975, RNN 1.000;
-  seed preset ~10 s, test accuracy GRU 0.425, LSTM 0.350, RNN 0.400.
+  Measured results and run times are in README.md and reports/REPORT.md.
   """
   # --- model
-  cell: Literal["rnn", "lstm", "gru"] = "gru"  # recurrent cell
+  cell: str = "gru"                 # a name in jaxml.recurrent.CELLS (rnn, lstm, gru, or yours)
   hidden: int = 128                 # recurrent units (seed: 128)
   head: tuple[int, ...] = (70, 30)  # ReLU MLP layer sizes after the recurrent layer (seed)
   readout: Literal["last", "mean"] = "mean"  # mean over time (seed: last hidden state)
   dropout: float = 0.0              # dropout on the readout and head inputs in training
   forget_bias: float = 1.0          # LSTM forget-gate bias at init (ignored by RNN, GRU)
   unroll: int = 1                   # lax.scan unroll factor (speed only, same numbers)
-  backward: Literal["bptt", "autodiff"] = "bptt"  # gradient through time: jaxml/bptt.py's hand
-                                    # BPTT (faster) or autodiff of the scan (for edited cells)
+  backward: Literal["fast", "autodiff"] = "fast"  # gradient through time, both derived from the
+                                    # cell's step: "fast" custom VJP or jax.grad of the scan
   # --- data
   normalize: Literal["channel", "none"] = "channel"  # per-channel z-score, train statistics
   channels: Literal["all", "accelerometer", "gyroscope"] = "all"  # BasicMotions: which sensor
@@ -87,6 +86,8 @@ def tiny(cfg: Config) -> Config:
 def validate(cfg: Config) -> None:
   config_lib.check_choices(cfg)
   validate_train_config(cfg)
+  require(cfg.cell in recurrent.CELLS, "cell",
+          f"a registered cell ({', '.join(recurrent.CELLS)})", cfg.cell)
   require(cfg.hidden >= 1, "hidden", "a positive integer", cfg.hidden)
   require(all(h >= 1 for h in cfg.head), "head", "positive layer sizes such as 70,30", cfg.head)
   require(0 <= cfg.dropout < 1, "dropout", "in [0, 1)", cfg.dropout)

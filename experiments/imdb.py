@@ -19,6 +19,7 @@ import numpy as np
 
 from experiments.base import Experiment, RunContext
 from jaxml import config as config_lib
+from jaxml import recurrent
 from jaxml.config import require
 from jaxml.data import imdb as imdb_data
 from jaxml.data.splits import holdout_splits
@@ -35,7 +36,7 @@ class Config(TrainConfig):
   The defaults below are the seed's; `default_preset` changes the ones our recipe measures better.
   """
   # --- model
-  cell: Literal["rnn", "lstm", "gru"] = "lstm"  # recurrent cell
+  cell: str = "lstm"                # a name in jaxml.recurrent.CELLS (rnn, lstm, gru, or yours)
   embed_dim: int = 50               # word-vector size (seed: 50)
   hidden: int = 32                  # recurrent units per direction (seed: 32)
   layers: int = 1                   # stacked recurrent layers
@@ -45,8 +46,8 @@ class Config(TrainConfig):
   dropout: float = 0.0              # dropout between layers and on the readout in training
   forget_bias: float = 1.0          # LSTM forget-gate bias at init (Keras' unit_forget_bias)
   unroll: int = 1                   # lax.scan unroll factor (speed only, same numbers)
-  backward: Literal["bptt", "autodiff"] = "bptt"  # gradient through time: jaxml/bptt.py's hand
-                                    # BPTT (faster) or autodiff of the scan (for edited cells)
+  backward: Literal["fast", "autodiff"] = "fast"  # gradient through time, both derived from the
+                                    # cell's step: "fast" custom VJP or jax.grad of the scan
   # --- data
   num_words: int = 10000            # keep the num_words - 1 most frequent ids; rarer ones -> OOV
   maxlen: int = 256                 # ids per review after padding/truncation (seed: 256)
@@ -81,6 +82,8 @@ def tiny(cfg: Config) -> Config:
 def validate(cfg: Config) -> None:
   config_lib.check_choices(cfg)
   validate_train_config(cfg)
+  require(cfg.cell in recurrent.CELLS, "cell",
+          f"a registered cell ({', '.join(recurrent.CELLS)})", cfg.cell)
   for key in ("embed_dim", "hidden", "layers", "unroll", "maxlen"):
     require(getattr(cfg, key) >= 1, key, "a positive integer", getattr(cfg, key))
   require(cfg.num_words >= imdb_data.INDEX_FROM + 1, "num_words", "at least 4 (ids 0-3 are "

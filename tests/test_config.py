@@ -18,12 +18,17 @@ def test_overrides_are_parsed_by_the_type_of_the_default():
 @pytest.mark.parametrize("overrides, message", [
     ({"hiden": "3"}, "unknown config key.*hiden.*valid keys: .*hidden"),
     ({"hidden": "many"}, "'hidden' expects an integer"),
-    ({"cell": "transformer"}, "one of rnn, lstm, gru"),
+    ({"readout": "median"}, "one of last, mean"),
     ({"learning_rate": "fast"}, "expects a number"),
 ])
 def test_bad_overrides(overrides, message):
   with pytest.raises(UserError, match=message):
     apply_overrides(Config(), overrides)
+
+
+def test_an_unregistered_cell_lists_the_registered_ones():
+  with pytest.raises(UserError, match="cell.*registered cell.*rnn, lstm, gru"):
+    validate(apply_overrides(Config(), {"cell": "transformer"}))
 
 
 @pytest.mark.parametrize("overrides", [{"learning_rate": "-1"}, {"batch_size": "0"},

@@ -9,6 +9,7 @@ import optax
 import pytest
 
 from experiments.activity import Config
+from jaxml import recurrent
 from jaxml.gradcheck import check_grad
 from jaxml.losses import classification_loss
 from jaxml.models import sequence_classifier
@@ -28,7 +29,7 @@ def _tiny(cell, **kw):
   return cfg, params, x, y
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", sorted(recurrent.CELLS))
 @pytest.mark.parametrize("readout", ["last", "mean"])
 def test_classifier_loss_gradient(cell, readout):
   cfg, params, x, y = _tiny(cell, readout=readout)
@@ -48,7 +49,7 @@ def test_directional_gradcheck_on_seed_sized_model():
   assert res.max_rel_error < 1e-6, res.max_rel_error
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", sorted(recurrent.CELLS))
 def test_one_train_step_changes_every_parameter(cell):
   cfg, params, x, y = _tiny(cell, dropout=0.1)
   cfg = dataclasses.replace(cfg, optimizer="sgd", learning_rate=0.1)

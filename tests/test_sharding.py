@@ -32,7 +32,7 @@ def init(key):
   return {"rnn": recurrent.gru_init(k1, 3, 8), "head": nn.mlp_init(k2, (8, 8, 2))}
 
 def loss_fn(p, batch, *, train, key):
-  _, hs = recurrent.run("gru", p["rnn"], batch["x"])
+  _, hs = recurrent.run("gru", p["rnn"], batch["x"], hidden=8)
   logits = nn.mlp(p["head"], hs.mean(1), dropout_rate=0.2, train=train, key=key)
   return classification_loss(logits, batch["y"], batch["weight"])
 

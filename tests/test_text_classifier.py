@@ -45,7 +45,7 @@ CASES = [dict(readout="last", bidirectional=False, layers=1),
          dict(readout="mean_max", bidirectional=True, layers=2)]
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", sorted(recurrent.CELLS))
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c.values())))
 def test_more_padding_same_output(cell, case):
   cfg, params = _model(cell, **case)
@@ -58,11 +58,11 @@ def test_padding_does_change_an_unmasked_run():
   """The control for the test above: without the mask, padding steps do move the state."""
   cfg, params = _model("gru")
   emb = lambda t: params["embed"][t]
-  run = lambda t: recurrent.run("gru", params["rnn"][0]["fwd"], emb(t))[0]
+  run = lambda t: recurrent.run("gru", params["rnn"][0]["fwd"], emb(t), hidden=cfg.hidden)[0]
   assert not np.allclose(run(_reviews(7)), run(_reviews(19)))
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", sorted(recurrent.CELLS))
 @pytest.mark.parametrize("case", [dict(readout="last", bidirectional=False, layers=1),
                                   dict(readout="mean_max", bidirectional=True, layers=2)],
                          ids=["seed-net", "bi-2layer-meanmax"])

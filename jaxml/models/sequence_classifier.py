@@ -15,7 +15,7 @@ from jaxml import nn, recurrent
 def init(key, cfg, *, n_features: int, n_classes: int, dtype=jnp.float32) -> dict:
   """Params {"rnn": cell params, "head": mlp params}. Uses cfg.cell, .hidden, .head, .forget_bias."""
   k_rnn, k_head = jax.random.split(key)
-  rnn = recurrent.CELLS[cfg.cell].init(k_rnn, n_features, cfg.hidden, dtype,
+  rnn = recurrent.get_cell(cfg.cell).init(k_rnn, n_features, cfg.hidden, dtype,
                                        forget_bias=cfg.forget_bias)
   head = nn.mlp_init(k_head, (cfg.hidden, *cfg.head, n_classes), dtype)
   return {"rnn": rnn, "head": head}
@@ -26,10 +26,10 @@ def features(params, x, *, cfg, mask=None):
 
   readout "last": the final hidden state (the last unmasked step when `mask` is given);
   readout "mean": the average hidden state over (unmasked) time steps.
-  cfg.backward ("bptt"/"autodiff") picks how the gradient through time is computed.
+  cfg.backward ("fast"/"autodiff") picks how the gradient through time is computed.
   """
-  carry, hs = recurrent.run(cfg.cell, params["rnn"], x, mask=mask, unroll=cfg.unroll,
-                             backward=cfg.backward)
+  carry, hs = recurrent.run(cfg.cell, params["rnn"], x, mask=mask, hidden=cfg.hidden,
+                            unroll=cfg.unroll, backward=cfg.backward)
   if cfg.readout == "last":
     return recurrent.final_hidden(cfg.cell, carry)
   if mask is None:

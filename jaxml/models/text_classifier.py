@@ -59,8 +59,8 @@ def logit(params, tokens, *, cfg, train: bool = False, key=None):
   x = nn.dropout(params["embed"][tokens], cfg.embed_dropout, key=keys[0], train=train)
   between = (lambda l, h: nn.dropout(h, cfg.dropout, key=jax.random.fold_in(keys[1], l),
                                      train=True)) if train else None
-  hs, final = recurrent.stack_run(cfg.cell, params["rnn"], x, mask, unroll=cfg.unroll,
-                                  between=between, backward=cfg.backward)
+  hs, final = recurrent.stack_run(cfg.cell, params["rnn"], x, mask, hidden=cfg.hidden,
+                                  unroll=cfg.unroll, between=between, backward=cfg.backward)
   h = nn.dropout(readout(cfg.readout, hs, final, mask), cfg.dropout, key=keys[2], train=train)
   return nn.dense(params["out"], h)[..., 0]
 
