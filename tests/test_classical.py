@@ -197,13 +197,42 @@ def test_logistic_matches_sklearn(digits):
   np.testing.assert_allclose(probs, ref.predict_proba(xt), atol=1e-3)
 
 
-def test_linear_svm_within_a_point_of_linearsvc(digits):
+def linearsvc_primal(w, b, x, y, c, intercept_scaling):
+  """LinearSVC's objective (liblinear, squared hinge, one-vs-rest), bias as a constant feature."""
+  t = 2.0 * np.eye(w.shape[1])[y] - 1.0
+  hinge = np.maximum(0.0, 1.0 - t * (x @ w + b))
+  return c * np.sum(hinge ** 2) + 0.5 * np.sum(w ** 2) + 0.5 * np.sum((b / intercept_scaling) ** 2)
+
+
+@pytest.mark.parametrize("c, intercept_scaling", [(0.1, 1.0), (1.0, 1.0), (0.1, 10.0)])
+def test_linear_svm_is_linearsvc(digits, c, intercept_scaling):
+  """Same objective as LinearSVC at its defaults (squared hinge, one-vs-rest, the bias a
+  penalised constant feature): the same optimum, so the same scores and predictions."""
   x, y, xt, yt = digits
-  params = svm.linear_svm_fit(x, y, n_classes=10, c=0.1, max_iter=1000, tol=1e-8)
-  ref = sk_svm.LinearSVC(C=0.1, tol=1e-8, max_iter=100_000).fit(x, y)
-  acc = agreement(predict(svm.linear_svm_decision, params, xt), yt)
-  assert abs(acc - ref.score(xt, yt)) <= 0.01, (acc, ref.score(xt, yt))
-  assert agreement(predict(svm.linear_svm_decision, params, xt), ref.predict(xt)) >= 0.97
+  params = svm.linear_svm_fit(x, y, n_classes=10, c=c, intercept_scaling=intercept_scaling,
+                              max_iter=5000, tol=1e-9)
+  ref = sk_svm.LinearSVC(C=c, intercept_scaling=intercept_scaling, tol=1e-10,
+                         max_iter=100_000).fit(x, y)
+  w, b = np.asarray(params["w"]), np.asarray(params["b"])
+  ours = linearsvc_primal(w, b, x, y, c, intercept_scaling)
+  theirs = linearsvc_primal(ref.coef_.T, ref.intercept_, x, y, c, intercept_scaling)
+  np.testing.assert_allclose(ours, theirs, rtol=1e-7)
+  np.testing.assert_allclose(float(params["objective"]) * c * len(x), ours, rtol=1e-10)
+  np.testing.assert_allclose(svm.linear_svm_decision(params, xt), ref.decision_function(xt),
+                             atol=1e-3)
+  np.testing.assert_array_equal(predict(svm.linear_svm_decision, params, xt), ref.predict(xt))
+
+
+def test_linear_svm_unpenalised_bias_is_the_large_scaling_limit(digits):
+  """intercept_scaling=inf drops the bias penalty: LinearSVC's limit of a large scaling."""
+  x, y, xt, _ = digits
+  free = svm.linear_svm_fit(x, y, n_classes=10, c=0.1, intercept_scaling=float("inf"),
+                            max_iter=5000, tol=1e-9)
+  ref = sk_svm.LinearSVC(C=0.1, intercept_scaling=1e3, tol=1e-10, max_iter=100_000).fit(x, y)
+  np.testing.assert_allclose(svm.linear_svm_decision(free, xt), ref.decision_function(xt),
+                             atol=1e-3)
+  penalised = svm.linear_svm_fit(x, y, n_classes=10, c=0.1, max_iter=5000, tol=1e-9)
+  assert np.max(np.abs(np.asarray(free["b"]) - np.asarray(penalised["b"]))) > 0.01
 
 
 # ----------------------------------------------------------------------------- kernel SVM
@@ -256,7 +285,9 @@ def test_squared_hinge_objective_gradient():
        "b": jnp.asarray([0.1, -0.2, 0.05])}
   margins = (2 * np.eye(3)[y] - 1) * np.asarray(x @ p["w"] + p["b"])
   assert np.min(np.abs(1 - margins)) > 1e-3  # away from the hinge's kink
-  assert check_grad(lambda q: svm.squared_hinge_objective(q, x, y, 0.7), p).max_rel_error < 1e-7
+  for scaling in (1.0, 0.5, float("inf")):
+    objective = lambda q: svm.squared_hinge_objective(q, x, y, 0.7, scaling)
+    assert check_grad(objective, p).max_rel_error < 1e-7
 
 
 @pytest.mark.parametrize("loss", ["ce", "mse"])
@@ -350,6 +381,7 @@ def test_bad_config_exits_2_with_one_line(tmp_path):
     ({"classifiers": ()}, "classifiers"), ({"classifiers": ("ridge", "svm")}, "classifiers"),
     ({"search_factors": (0.0, 1.0)}, "search_factors"), ({"mlp_ce_dropout": 1.0}, "mlp_ce_dropout"),
     ({"kfda_gamma": -0.1}, "kfda_gamma"), ({"mlp_batch_size": 0}, "batch_size"),
+    ({"svm_linear_intercept_scaling": 0.0}, "svm_linear_intercept_scaling"),
 ])
 def test_validate_names_the_bad_key(change, key):
   cfg = dataclasses.replace(classical_mnist.Config(), **change)

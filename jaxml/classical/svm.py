@@ -1,11 +1,16 @@
 """Support vector machines: a linear one (primal, one-vs-rest) and a kernel one (dual, SMO).
 
 Linear SVM (`linear_svm_fit`): one-vs-rest with the squared hinge loss, in the primal,
-    min_{W, b} (1/2) ||W||^2 + C sum_i sum_k max(0, 1 - t_ik (w_k^T x_i + b_k))^2,
-t_ik = +1 if y_i = k else -1 (scikit-learn's LinearSVC defaults: squared hinge, one-vs-rest,
-`c` the same C, except that LinearSVC also penalises the bias and we do not). The squared
-hinge is differentiable (its gradient is continuous), so the K problems are solved together
-by L-BFGS on the objective divided by C n.
+    min_{W, b} (1/2) ||W||^2 + (1/2) ||b||^2 / s^2
+               + C sum_i sum_k max(0, 1 - t_ik (w_k^T x_i + b_k))^2,
+t_ik = +1 if y_i = k else -1: scikit-learn's LinearSVC (liblinear) at its defaults, the same
+C and the same intercept handling. liblinear appends a constant feature s
+(`intercept_scaling`, 1 by default) to every x and regularises its weight b_k / s like the
+others; s = inf leaves the bias unpenalised. The squared hinge is differentiable (its gradient
+is continuous), so the K problems are solved together by L-BFGS on the objective divided by
+C n. Converged, it is LinearSVC's objective to float precision: on the embedded split at C 0.03
+both reach C n x objective = 80.5698 and test accuracy 0.911 (an unpenalised bias: 76.505 and
+0.910, as LinearSVC with intercept_scaling=100 gives).
 
 Kernel SVM (`svm_fit`): the seed's SVC dual for every pair of classes (one-vs-one, as libsvm
 and scikit-learn's SVC do),
@@ -50,20 +55,29 @@ TAU = 1e-12  # libsvm's floor for a non-positive curvature a_ij (non-PSD kernels
 
 
 # ----------------------------------------------------------------------------- linear
-def squared_hinge_objective(params: dict, x, y, c):
-  """Mean over examples of the summed one-vs-rest squared hinge + ||w||^2 / (2 c n)."""
+def squared_hinge_objective(params: dict, x, y, c, intercept_scaling=1.0):
+  """The primal above divided by C n: the mean over examples of the summed one-vs-rest
+  squared hinge + (||w||^2 + ||b||^2 / s^2) / (2 C n), s = intercept_scaling (inf: no bias
+  penalty)."""
   scores = x @ params["w"] + params["b"]
   t = 2.0 * jax.nn.one_hot(y, scores.shape[1], dtype=scores.dtype) - 1.0
   hinge = jnp.maximum(0.0, 1.0 - t * scores)
-  return jnp.sum(hinge * hinge) / x.shape[0] + jnp.sum(params["w"] ** 2) / (2 * c * x.shape[0])
+  penalty = jnp.sum(params["w"] ** 2) + jnp.sum(params["b"] ** 2) / intercept_scaling ** 2
+  return jnp.sum(hinge * hinge) / x.shape[0] + penalty / (2 * c * x.shape[0])
 
 
 @partial(jax.jit, static_argnames=("n_classes", "max_iter"))
-def linear_svm_fit(x, y, *, n_classes: int, c, max_iter: int = 300, tol: float = 1e-4) -> dict:
-  """x: f[n, d], y: int[n] -> {"w": f[d, K], "b": f[K], "iterations", "objective"}."""
+def linear_svm_fit(x, y, *, n_classes: int, c, intercept_scaling=1.0, max_iter: int = 1000,
+                   tol: float = 1e-4) -> dict:
+  """x: f[n, d], y: int[n] -> {"w": f[d, K], "b": f[K], "iterations", "objective"}.
+
+  `c` and `intercept_scaling` as LinearSVC's C and intercept_scaling. Stops when the largest
+  gradient component of the objective / (C n) is below `tol` or after `max_iter` iterations
+  (5000 digits, C 0.03: ~300).
+  """
   init = {"w": jnp.zeros((x.shape[1], n_classes), x.dtype), "b": jnp.zeros((n_classes,), x.dtype)}
   params, iters, value = lbfgs_minimize(squared_hinge_objective, init, x, y, c,
-                                        max_iter=max_iter, tol=tol)
+                                        intercept_scaling, max_iter=max_iter, tol=tol)
   return dict(params, iterations=iters, objective=value)
 
 
