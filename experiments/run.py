@@ -2,7 +2,7 @@
 
     python -m experiments.run --exp=gru_activity [--workdir=DIR] [--data_path=PATH] [--seed=N]
         [--preset=default|seed] [--tiny] [--restart] [--compile_cache=workdir|DIR|none]
-        [--config.KEY=VALUE ...]
+        [--imports=MODULE,...] [--config.KEY=VALUE ...]
 
 Writes WORKDIR/results.json = {"exp", "metrics", "config", "timing", ...} and the experiment's
 PNGs and checkpoints/. A user's mistake ends with one `error: ...` line and exit status 2; a
@@ -20,7 +20,6 @@ from experiments.base import RunContext
 from experiments.registry import EXPERIMENTS
 from jaxml import config as config_lib
 from jaxml import interrupt, runtime
-from jaxml.checkpoint import resume_point
 from jaxml.errors import DivergenceError, UserError
 from jaxml.io import write_json
 
@@ -33,6 +32,8 @@ flags.DEFINE_integer("seed", 0, "PRNG seed: initialisation, validation split, ba
 flags.DEFINE_string("preset", "default", "config preset: 'default' (our best) or 'seed'")
 flags.DEFINE_bool("tiny", False, "shrink the config for a seconds-long smoke run")
 flags.DEFINE_bool("restart", False, "ignore an existing checkpoint in the workdir")
+flags.DEFINE_string("imports", "", "comma-separated Python modules to import first, e.g. one "
+                    "that registers a cell in jaxml.recurrent.CELLS (README 'Modifying a model')")
 flags.DEFINE_string("compile_cache", "workdir", "persistent XLA compilation cache: 'workdir' "
                     "(WORKDIR/cache/xla), a directory to share between runs, or 'none'")
 
@@ -72,6 +73,7 @@ def build(exp_name: str | None, preset: str, tiny: bool, overrides: dict[str, st
 def execute(argv_flags, overrides: dict[str, str]) -> int:
   """Runs the experiment the parsed flags describe; returns the exit status."""
   start = time.perf_counter()
+  config_lib.import_modules(argv_flags.imports)
   exp, cfg = build(argv_flags.exp, argv_flags.preset, argv_flags.tiny, overrides)
   if argv_flags.data_path is not None and not argv_flags.data_path.strip():
     raise UserError("--data_path is empty; pass a path or omit the flag for the embedded data")
@@ -80,9 +82,6 @@ def execute(argv_flags, overrides: dict[str, str]) -> int:
     raise UserError(f"--workdir {workdir} is a file; pass a directory")
   _use_compile_cache(argv_flags.compile_cache, workdir)
   log = lambda msg: print(msg, flush=True)
-  resume = None if argv_flags.restart else resume_point(workdir / "checkpoints")
-  if resume is not None:  # said first, so a log shows at a glance that a run was resumed
-    log(f"resuming from {resume} in {workdir} (--restart starts over)")
   log(f"{exp.name} ({argv_flags.preset}{', tiny' if argv_flags.tiny else ''}) -> {workdir}")
   ctx = RunContext(workdir=workdir, data_path=argv_flags.data_path, seed=argv_flags.seed,
                    restart=argv_flags.restart, log=log)

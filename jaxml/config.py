@@ -93,3 +93,22 @@ def require(ok: bool, key: str, what: str, value: Any) -> None:
 def to_dict(cfg) -> dict[str, Any]:
   """The config as a JSON-ready dict (tuples become lists)."""
   return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def import_modules(names: str) -> list:
+  """Imports the comma-separated Python modules `names` (e.g. a file of your own that registers
+  a cell in jaxml.recurrent.CELLS), so what they register exists before the run is built.
+  A module that cannot be found is a UserError."""
+  import importlib
+  out = []
+  for name in (n.strip() for n in names.split(",")):
+    if not name:
+      continue
+    try:
+      out.append(importlib.import_module(name))
+    except ModuleNotFoundError as e:
+      if e.name is None or not name.startswith(e.name):
+        raise  # the module exists but imports something missing: its own bug, with traceback
+      raise UserError(f"--imports: no module named {name!r}; put {name}.py in the current "
+                      f"directory or on PYTHONPATH") from None
+  return out

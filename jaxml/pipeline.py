@@ -105,6 +105,7 @@ def train_classifier(cfg: TrainConfig, *, splits: dict, class_names, init_fn: Ca
       f"{s} acc {metrics[f'{s}_accuracy']:.4f}" for s in splits))
   history = [{k: v for k, v in r.items() if k != "step_losses"} for r in result.history]
   return ({"metrics": metrics,
+           "computation": {"fingerprint": result.fingerprint},
            "timing": {"compile_s": result.compile_s,
                       "seconds_per_epoch": result.seconds_per_epoch, "train_s": train_s},
            "history": history,

@@ -26,6 +26,7 @@ owns everything else:
 
 import contextlib
 import dataclasses
+import hashlib
 import math
 import time
 from typing import Callable, Literal
@@ -210,14 +211,21 @@ def make_loop_epoch(loss_fn, optimizer, n: int, batch_size: int, batch_sharding=
       i += 1
     return state, jax.tree.map(lambda *xs: jnp.stack(xs), *rows), i
 
-  def precompile(state, data, epoch_key):
-    """Compiles the step ahead of time (so compile time is measured apart from epochs)."""
+  def lower(state, data, epoch_key):
+    """The step, lowered for these arguments (what runs, for `computation_fingerprint`)."""
     perm_key, step_root = jax.random.split(epoch_key)
     idx = _batch_indices(perm_key, n, batch_size)
-    jitted["step"] = jitted["step"].lower(state, data, idx[0],
-                                          jax.random.fold_in(step_root, 0)).compile()
+    return jitted["step"].lower(state, data, idx[0], jax.random.fold_in(step_root, 0))
 
-  epoch.precompile = precompile
+  def use(compiled):
+    """Runs the epochs with this compiled step (from `lower(...).compile()`)."""
+    jitted["step"] = compiled
+
+  def precompile(state, data, epoch_key):
+    """Compiles the step ahead of time (so compile time is measured apart from epochs)."""
+    use(lower(state, data, epoch_key).compile())
+
+  epoch.lower, epoch.use, epoch.precompile = lower, use, precompile
   return epoch
 
 
@@ -255,6 +263,7 @@ class FitResult:
   compile_s: float             # time to compile the epoch program (excluded from epoch times)
   seconds_per_epoch: float     # mean wall time of a training epoch + validation
   resumed_from: int | None     # epoch the run resumed after, if it did
+  fingerprint: str = ""        # computation_fingerprint of the programs that trained
 
 
 def _with_weight(data: dict) -> dict:
@@ -266,6 +275,34 @@ def _host(tree):
   return jax.tree.map(np.asarray, jax.device_get(tree))
 
 
+def computation_fingerprint(*lowered) -> str:
+  """A hash of what the lowered programs compute: their StableHLO text, which holds every
+  operation, shape and constant of the model, loss and optimizer but no source locations, so a
+  comment or a renamed local variable leaves it unchanged while any edit that changes what runs
+  changes it."""
+  digest = hashlib.sha256()
+  for program in lowered:
+    digest.update(program.as_text().encode())
+  return digest.hexdigest()[:16]
+
+
+@dataclasses.dataclass
+class _Progress:
+  """Where training stands: what a checkpoint's JSON part holds besides the arrays."""
+  best_params: dict
+  best_val: float = math.inf
+  best_epoch: int = 0
+  bad_epochs: int = 0
+  history: list = dataclasses.field(default_factory=list)
+  stop_reason: str | None = None
+  partial: dict | None = None   # a mid-epoch checkpoint's {"steps_done", "steps"}
+
+  def meta(self, signature, fingerprint, **extra) -> dict:
+    return {"signature": signature, "fingerprint": fingerprint, "best_val": self.best_val,
+            "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
+            "history": self.history, "stop_reason": self.stop_reason, **extra}
+
+
 def fit(cfg: TrainConfig, *, params, loss_fn: Callable, train_data: dict, val_data: dict,
         key, log: Callable[[str], None] = print, checkpoint_dir=None,
         run_signature: dict | None = None) -> FitResult:
@@ -275,9 +312,9 @@ def fit(cfg: TrainConfig, *, params, loss_fn: Callable, train_data: dict, val_da
     train_data, val_data: dicts of numpy arrays with equal leading length (e.g. {"x", "y"}).
     key: the run's PRNG key; epoch e uses fold_in(key, e).
     checkpoint_dir: if given, a checkpoint is written after every epoch and an existing one is
-      resumed from ("restored the epoch k checkpoint" is logged).
-    run_signature: JSON-ready description of the run (config, data); resuming a checkpoint made
-      with a different signature is refused so results never mix two configurations.
+      resumed from ("resuming from epoch k" is logged) if it was made by the same computation:
+      the same `run_signature` (config, data) and the same `computation_fingerprint` of the
+      train and evaluation programs (model, loss, optimizer code); anything else is refused.
   """
   runtime.keep_freed_memory()  # XLA:CPU re-faults each step's temporaries otherwise
   train_data, val_data = _with_weight(train_data), _with_weight(val_data)
@@ -288,145 +325,191 @@ def fit(cfg: TrainConfig, *, params, loss_fn: Callable, train_data: dict, val_da
   steps_per_epoch = n // cfg.batch_size
   epochs = num_epochs(cfg, steps_per_epoch)
   optimizer = make_optimizer(cfg, steps_per_epoch)
-  mode = cfg.epoch_mode
-  make_epoch = make_scan_epoch if mode == "scan" else make_loop_epoch
+
+  # Devices: the (small) datasets are replicated on every device and batches gathered there,
+  # so an epoch needs no host round-trip; each step's batch is then split over the devices.
   mesh = data_mesh(cfg.devices)
   n_dev = mesh.devices.size
   if cfg.batch_size % n_dev:
     raise UserError(f"batch_size={cfg.batch_size} does not split over {n_dev} data-parallel "
                     f"devices; use a multiple of {n_dev} or --config.devices=1")
   by_batch, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
-  epoch_fn = make_epoch(loss_fn, optimizer, n, cfg.batch_size, by_batch)
-  # The (small) datasets are replicated on every device and batches gathered there, so an epoch
-  # needs no host round-trip; each step's batch is then split over the devices.
   train_dev = jax.device_put(train_data, replicated)
-  evaluate = make_evaluate(loss_fn, cfg.eval_batch_size,
-                           by_batch if cfg.eval_batch_size % n_dev == 0 else None)
   val_dev = jax.device_put(val_data, replicated)
-
   state = jax.device_put({"step": jnp.zeros((), jnp.int32), "params": params,
                           "opt_state": optimizer.init(params)}, replicated)
-  best_params, best_val, best_epoch, bad_epochs, history = _host(params), math.inf, 0, 0, []
-  start, resumed_from, meta = 1, None, {}
+
+  # The programs, lowered first: their fingerprint decides whether a checkpoint may resume.
+  make_epoch = make_scan_epoch if cfg.epoch_mode == "scan" else make_loop_epoch
+  epoch_fn = make_epoch(loss_fn, optimizer, n, cfg.batch_size, by_batch)
+  evaluate = make_evaluate(loss_fn, cfg.eval_batch_size,
+                           by_batch if cfg.eval_batch_size % n_dev == 0 else None)
+  lowered_epoch = epoch_fn.lower(state, train_dev, jax.random.fold_in(key, 1))
+  lowered_eval = evaluate.lower(state["params"], val_dev)
+  fingerprint = computation_fingerprint(lowered_epoch, lowered_eval)
+
   ckpt = Checkpointer(checkpoint_dir) if checkpoint_dir is not None else None
   try:
-    if ckpt is not None and ckpt.latest_epoch() is not None:
-      last = ckpt.latest_epoch()
-      meta = ckpt.read_meta(last)
-      if run_signature is not None and meta.get("signature") != run_signature:
-        raise UserError(f"{checkpoint_dir} holds a run with a different config or data; "
-                        f"pass --restart to start over or choose another --workdir")
-      tree, _ = ckpt.restore(last, {"state": state, "best_params": params})
-      state, best_params = tree["state"], _host(tree["best_params"])
-      best_val, best_epoch = meta["best_val"], meta["best_epoch"]
-      bad_epochs, history = meta["bad_epochs"], meta["history"]
-      start, resumed_from = last + 1, last
-      if meta.get("partial"):  # taken mid-epoch at a signal: finish epoch `last` first
-        start, resumed_from = last, last - 1
-        log(f"restored the checkpoint taken at step {meta['partial']['steps_done']} of epoch "
-            f"{last} from {checkpoint_dir}")
-      else:
-        log(f"restored the epoch {last} checkpoint from {checkpoint_dir}")
-      if meta.get("stop_reason"):
-        start = epochs + 1  # that run had already finished; only re-evaluate.
+    state, progress, start, resumed_from = _restore(ckpt, state, params, run_signature,
+                                                    fingerprint, epochs, log)
     with interrupt.watching() if ckpt is not None else contextlib.nullcontext():
-      loop = _epochs(cfg, epochs=epochs, state=state, start=start, epoch_fn=epoch_fn, mode=mode,
-                     train_dev=train_dev, val_dev=val_dev, evaluate=evaluate, key=key, log=log,
-                     ckpt=ckpt, run_signature=run_signature, steps_per_epoch=steps_per_epoch,
-                     best=(best_params, best_val, best_epoch, bad_epochs), history=history,
-                     stop_reason=meta.get("stop_reason"), partial=meta.get("partial"))
+      compile_s = 0.0
+      if start <= epochs:
+        t0 = time.perf_counter()
+        compiled = lowered_epoch.compile()
+        if cfg.epoch_mode == "scan":
+          epoch_fn = compiled
+        else:
+          epoch_fn.use(compiled)
+        evaluate = lowered_eval.compile()
+        compile_s = time.perf_counter() - t0
+        what = "epoch program" if cfg.epoch_mode == "scan" else "train step"
+        log(f"compiled the {what} in {compile_s:.1f}s ({steps_per_epoch} steps/epoch)")
+      loop = _Loop(cfg, epochs=epochs, steps_per_epoch=steps_per_epoch, epoch_fn=epoch_fn,
+                   evaluate=evaluate, train_dev=train_dev, val_dev=val_dev, key=key, log=log,
+                   ckpt=ckpt, signature=run_signature, fingerprint=fingerprint)
+      epoch_times = loop.run(state, progress, start)
   finally:
     if ckpt is not None:
       ckpt.close()
-  best_params, best_epoch, stop_reason, compile_s, epoch_times = loop
-  return FitResult(params=best_params, history=history, best_epoch=best_epoch,
-                   stop_reason=stop_reason, compile_s=compile_s,
+  return FitResult(params=progress.best_params, history=progress.history,
+                   best_epoch=progress.best_epoch, stop_reason=progress.stop_reason,
+                   compile_s=compile_s,
                    seconds_per_epoch=float(np.mean(epoch_times)) if epoch_times else 0.0,
-                   resumed_from=resumed_from)
+                   resumed_from=resumed_from, fingerprint=fingerprint)
 
 
-def _epochs(cfg, *, epochs, state, start, epoch_fn, mode, train_dev, val_dev, evaluate, key, log, ckpt,
-            run_signature, steps_per_epoch, best, history, stop_reason, partial):
-  """The epoch loop of `fit`: train, validate, keep the best, checkpoint, stop.
+def _restore(ckpt, state, params, signature, fingerprint, epochs, log):
+  """(state, progress, first epoch to run, epoch resumed after or None): from the newest
+  checkpoint if there is one and it was made by the same computation, else from scratch. A
+  checkpoint of another config, data or computation is refused (UserError)."""
+  progress = _Progress(best_params=_host(params))
+  if ckpt is None or ckpt.latest_epoch() is None:
+    return state, progress, 1, None
+  last = ckpt.latest_epoch()
+  meta = ckpt.read_meta(last)
+  fix = "pass --restart to start over or choose another --workdir"
+  if signature is not None and meta.get("signature") != signature:
+    raise UserError(f"{ckpt.directory} holds a run with a different config or data; {fix}")
+  if meta.get("fingerprint") != fingerprint:
+    raise UserError(f"{ckpt.directory} holds a run of a different computation (the model, loss "
+                    f"or optimizer code changed since it was written: fingerprint "
+                    f"{meta.get('fingerprint')} vs {fingerprint}), so continuing it would mix two "
+                    f"models; {fix}")
+  tree, _ = ckpt.restore(last, {"state": state, "best_params": params})
+  progress = _Progress(best_params=_host(tree["best_params"]), best_val=meta["best_val"],
+                       best_epoch=meta["best_epoch"], bad_epochs=meta["bad_epochs"],
+                       history=meta["history"], stop_reason=meta.get("stop_reason"),
+                       partial=meta.get("partial"))
+  start, resumed_from = last + 1, last
+  if progress.partial:  # taken mid-epoch at a signal: finish epoch `last` first
+    start, resumed_from = last, last - 1
+    log(f"resuming from epoch {last - 1} + step {progress.partial['steps_done']} of epoch "
+        f"{last} in {ckpt.directory} (--restart starts over)")
+  else:
+    log(f"resuming from epoch {last} in {ckpt.directory} (--restart starts over)")
+  if progress.stop_reason:
+    start = epochs + 1  # that run had already finished; only re-evaluate.
+  return tree["state"], progress, start, resumed_from
 
-  `partial` is a mid-epoch checkpoint's record ({"steps_done", "steps": per-step metrics}): the
-  first epoch then continues from that step. A signal (jaxml.interrupt) makes the loop save a
-  checkpoint where it stands and raise `Interrupted`: mid-epoch in loop mode, after the epoch
-  program in scan mode.
+
+class _Loop:
+  """The epoch loop of `fit`, read top to bottom in `run`: train an epoch, check it, validate,
+  keep the best, checkpoint, stop.
+
+  A signal (jaxml.interrupt) makes the loop save a checkpoint where it stands and raise
+  `Interrupted`: mid-epoch in loop mode, after the epoch program in scan mode.
   """
-  best_params, best_val, best_epoch, bad_epochs = best
-  done_steps = _decode_steps(partial["steps"]) if partial else None
-  meta = lambda **kw: {"signature": run_signature, "best_val": best_val, "best_epoch": best_epoch,
-                       "bad_epochs": bad_epochs, "history": history, "stop_reason": stop_reason,
-                       **kw}
-  compile_s = 0.0
-  if start <= epochs:
-    t0 = time.perf_counter()
-    if mode == "scan":
-      epoch_fn = epoch_fn.lower(state, train_dev, jax.random.fold_in(key, start)).compile()
-    else:
-      epoch_fn.precompile(state, train_dev, jax.random.fold_in(key, start))
-    compile_s = time.perf_counter() - t0
-    what = "epoch program" if mode == "scan" else "train step"
-    log(f"compiled the {what} in {compile_s:.1f}s ({steps_per_epoch} steps/epoch)")
 
-  epoch_times = []
-  for epoch in range(start, epochs + 1):
-    t0 = time.perf_counter()
-    epoch_key = jax.random.fold_in(key, epoch)
-    if mode == "scan":
-      state, steps = epoch_fn(state, train_dev, epoch_key)
-      next_step = steps_per_epoch
+  def __init__(self, cfg, *, epochs, steps_per_epoch, epoch_fn, evaluate, train_dev, val_dev,
+               key, log, ckpt, signature, fingerprint):
+    self.cfg, self.epochs, self.steps_per_epoch = cfg, epochs, steps_per_epoch
+    self.epoch_fn, self.evaluate = epoch_fn, evaluate
+    self.train_dev, self.val_dev, self.key, self.log = train_dev, val_dev, key, log
+    self.ckpt, self.signature, self.fingerprint = ckpt, signature, fingerprint
+
+  def run(self, state, progress: _Progress, start: int) -> list[float]:
+    """Trains epochs start..; updates `progress` in place; returns the epochs' wall times."""
+    epoch_times = []
+    for epoch in range(start, self.epochs + 1):
+      t0 = time.perf_counter()
+      state, steps = self.train_epoch(state, epoch, progress)
+      step_losses = steps["loss"] / np.maximum(steps["count"], 1)
+      _check_divergence(self.cfg.diverge_factor, steps, step_losses, progress.history, epoch,
+                        self.ckpt)
+      row = self.validate(state, epoch, steps, step_losses)
+      row["seconds"] = time.perf_counter() - t0
+      epoch_times.append(row["seconds"])
+      self.record(row, state, progress)
+      self.log(_epoch_line(row, self.epochs, progress.best_epoch))
+      if self.cfg.patience and progress.bad_epochs >= self.cfg.patience:
+        progress.stop_reason = f"early stopping: no better val loss for {self.cfg.patience} epochs"
+      elif epoch == self.epochs:
+        progress.stop_reason = "max epochs"
+      self.checkpoint(epoch, state, progress)
+      if progress.stop_reason:
+        self.log(f"stopped at epoch {epoch} ({progress.stop_reason}); best val loss "
+                 f"{progress.best_val:.4f} at epoch {progress.best_epoch}")
+        break
+    return epoch_times
+
+  def train_epoch(self, state, epoch: int, progress: _Progress):
+    """One epoch's steps (the rest of a mid-epoch checkpoint's epoch when resuming one);
+    returns (state, per-step metrics on the host)."""
+    epoch_key = jax.random.fold_in(self.key, epoch)
+    partial, progress.partial = progress.partial, None
+    if self.cfg.epoch_mode == "scan":
+      state, steps = self.epoch_fn(state, self.train_dev, epoch_key)
+      next_step = self.steps_per_epoch
     else:
-      state, steps, next_step = epoch_fn(
-          state, train_dev, epoch_key, start_step=partial["steps_done"] if partial else 0,
-          should_stop=interrupt.requested if ckpt is not None else None)
+      state, steps, next_step = self.epoch_fn(
+          state, self.train_dev, epoch_key, start_step=partial["steps_done"] if partial else 0,
+          should_stop=interrupt.requested if self.ckpt is not None else None)
     steps = _host(steps)
-    if done_steps is not None:  # the steps this epoch ran before the mid-epoch checkpoint
-      steps = {k: np.concatenate([done_steps[k], v]) for k, v in steps.items()}
-      done_steps, partial = None, None
-    step_losses = steps["loss"] / np.maximum(steps["count"], 1)
-    _check_divergence(cfg.diverge_factor, steps, step_losses, history, epoch, ckpt)
-    if next_step < steps_per_epoch:  # a signal arrived mid-epoch (loop mode)
-      ckpt.save(epoch, {"state": state, "best_params": best_params},
-                meta(partial={"steps_done": next_step, "steps": _encode_steps(steps)}))
-      raise interrupt.stopped(f"at step {next_step} of {steps_per_epoch} in epoch {epoch}")
+    if partial:  # the steps this epoch ran before the mid-epoch checkpoint
+      done = _decode_steps(partial["steps"])
+      steps = {k: np.concatenate([done[k], v]) for k, v in steps.items()}
+    if next_step < self.steps_per_epoch:  # a signal arrived mid-epoch (loop mode)
+      self.ckpt.save(epoch, {"state": state, "best_params": progress.best_params},
+                     progress.meta(self.signature, self.fingerprint,
+                                   partial={"steps_done": next_step,
+                                            "steps": _encode_steps(steps)}))
+      raise interrupt.stopped(f"at step {next_step} of {self.steps_per_epoch} in epoch {epoch}")
+    return state, steps
+
+  def validate(self, state, epoch: int, steps: dict, step_losses) -> dict:
+    """The epoch's history row: train metrics from the step sums, validation metrics, norms."""
     train_m = normalize_sums({k: steps[k].sum() for k in ("loss", "correct", "count")
                               if k in steps})
-    val_m = normalize_sums(_host(evaluate(state["params"], val_dev)))
+    val_m = normalize_sums(_host(self.evaluate(state["params"], self.val_dev)))
     if not math.isfinite(val_m["loss"]):
       raise DivergenceError(f"non-finite validation loss at epoch {epoch}; "
-                            f"{_last_good(epoch, ckpt)}. Lower --config.learning_rate")
-    seconds = time.perf_counter() - t0
-    epoch_times.append(seconds)
-    row = {"epoch": epoch,
-           **{f"train_{k}": v for k, v in train_m.items()},
-           **{f"val_{k}": v for k, v in val_m.items()},
-           "grad_norm": float(steps["grad_norm"].mean()),
-           "update_norm": float(steps["update_norm"].mean()),
-           "param_norm": float(optax.tree.norm(state["params"])),
-           "step_losses": step_losses.tolist(),
-           "seconds": seconds}
-    history.append(row)
-    if val_m["loss"] < best_val:
-      best_val, best_epoch, bad_epochs = val_m["loss"], epoch, 0
-      best_params = _host(state["params"])
+                            f"{_last_good(epoch, self.ckpt)}. Lower --config.learning_rate")
+    return {"epoch": epoch,
+            **{f"train_{k}": v for k, v in train_m.items()},
+            **{f"val_{k}": v for k, v in val_m.items()},
+            "grad_norm": float(steps["grad_norm"].mean()),
+            "update_norm": float(steps["update_norm"].mean()),
+            "param_norm": float(optax.tree.norm(state["params"])),
+            "step_losses": step_losses.tolist()}
+
+  def record(self, row: dict, state, progress: _Progress) -> None:
+    """Appends the row and keeps the best-validation parameters."""
+    progress.history.append(row)
+    if row["val_loss"] < progress.best_val:
+      progress.best_val, progress.best_epoch, progress.bad_epochs = (
+          row["val_loss"], row["epoch"], 0)
+      progress.best_params = _host(state["params"])
     else:
-      bad_epochs += 1
-    log(_epoch_line(row, epochs, best_epoch))
-    if cfg.patience and bad_epochs >= cfg.patience:
-      stop_reason = f"early stopping: no better val loss for {cfg.patience} epochs"
-    elif epoch == epochs:
-      stop_reason = "max epochs"
-    if ckpt is not None:
-      ckpt.save(epoch, {"state": state, "best_params": best_params}, meta())
-      if interrupt.requested() and not stop_reason:
-        raise interrupt.stopped(f"after epoch {epoch}")
-    if stop_reason:
-      log(f"stopped at epoch {epoch} ({stop_reason}); best val loss {best_val:.4f} "
-          f"at epoch {best_epoch}")
-      break
-  return best_params, best_epoch, stop_reason, compile_s, epoch_times
+      progress.bad_epochs += 1
+
+  def checkpoint(self, epoch: int, state, progress: _Progress) -> None:
+    if self.ckpt is None:
+      return
+    self.ckpt.save(epoch, {"state": state, "best_params": progress.best_params},
+                   progress.meta(self.signature, self.fingerprint))
+    if interrupt.requested() and not progress.stop_reason:
+      raise interrupt.stopped(f"after epoch {epoch}")
 
 
 def _encode_steps(steps: dict) -> dict:

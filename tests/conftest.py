@@ -1,9 +1,17 @@
 """Test session setup: float64 available for gradient checks (enabled once, before any test)."""
 
+import os
+
 import jax
 import pytest
 
 jax.config.update("jax_enable_x64", True)
+
+# JAXML_IMPORTS=my_cells python -m pytest: modules that register cells (or other registry
+# entries) are imported before collection, so the registry-parametrized tests check them too.
+if os.environ.get("JAXML_IMPORTS"):
+  from jaxml.config import import_modules
+  import_modules(os.environ["JAXML_IMPORTS"])
 
 
 def tree_allclose(a, b, **kw) -> bool:

@@ -32,3 +32,26 @@ def test_every_preset_validates():
     for cfg in exp.presets.values():
       exp.validate(cfg)
       exp.validate(exp.tiny(cfg))
+
+
+def test_readme_modifying_a_model_example_runs_verbatim(tmp_path):
+  """README's 'Modifying a model': its my_cells.py and its commands, as written there."""
+  import subprocess
+  import sys
+  text = (ROOT / "README.md").read_text()
+  section = text[text.index("<!-- modifying-a-model"):]
+  code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+  commands = re.search(r"```bash\n(.*?)```", section, re.S).group(1).strip().splitlines()
+  (tmp_path / "my_cells.py").write_text(code)
+  outputs = []
+  for command in commands:
+    argv = command.split(" ", 2) if command.startswith("python -c") else command.split()
+    if argv[:2] == ["python", "-c"]:
+      argv[2] = argv[2].strip('"')
+    argv[0] = sys.executable
+    out = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, (command, out.stderr[-2000:])
+    outputs.append(out.stdout)
+  assert "wrote runs/gru_activity/results.json" in outputs[0]
+  errors = eval(outputs[1].strip().splitlines()[-1])  # {'fast_vs_autodiff': ..., ...}
+  assert errors["fast_vs_autodiff"] < 1e-10 and errors["finite_differences"] < 1e-7, errors

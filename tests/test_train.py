@@ -1,6 +1,7 @@
 """The train loop: scan and loop epochs agree, early stopping, divergence, checkpoint resume."""
 
 import dataclasses
+import re
 
 import jax
 import numpy as np
@@ -78,24 +79,23 @@ def test_an_exploding_but_finite_loss_is_divergence_and_the_last_checkpoint_stay
   # The same run with the check off trains on (its loss stays finite) to a useless result.
   off = _fit(dataclasses.replace(absurd, diverge_factor=0, epochs=2))
   assert max(max(r["step_losses"]) for r in off.history) > 1e3 * off.history[0]["step_losses"][0]
-  # Two good epochs (the run dies in epoch 3), then the same checkpoint directory continued with
-  # the absurd rate: it stops in epoch 3 and epoch 2's checkpoint stays as it was.
-  sane = dataclasses.replace(absurd, learning_rate=1e-2, epochs=4)
-
-  def die_in_epoch_3(msg):
-    if msg.startswith("epoch   3"):
-      raise KeyboardInterrupt
-
-  with pytest.raises(KeyboardInterrupt):
-    _fit(sane, checkpoint_dir=tmp_path / "ck", log=die_in_epoch_3)
+  # A warm-up towards an absurd rate: good epochs first, then it explodes in epoch E, keeping
+  # epoch E - 1's checkpoint. Rerun (the same computation, so it resumes from there, measuring
+  # against the same untrained loss) it stops in epoch E again and the checkpoint stays as it was.
+  warming = dataclasses.replace(absurd, learning_rate=1e3, lr_schedule="cosine",
+                                warmup_epochs=300, epochs=301)
+  with pytest.raises(DivergenceError, match=r"loss exploded at epoch") as where:
+    _fit(warming, checkpoint_dir=tmp_path / "ck")
+  e = int(re.search(r"epoch (\d+)", str(where.value)).group(1))
+  assert e >= 3 and f"last good checkpoint is epoch {e - 1}" in str(where.value)
   ck = Checkpointer(tmp_path / "ck")
-  before = ck.read_meta(2)
-  with pytest.raises(DivergenceError, match=r"loss exploded at epoch 3.*last good checkpoint is "
-                     r"epoch 2"):
-    _fit(absurd, checkpoint_dir=tmp_path / "ck")
-  assert ck.latest_epoch() == 2 and ck.read_meta(2) == before
-  resumed = _fit(sane, checkpoint_dir=tmp_path / "ck")
-  assert resumed.resumed_from == 2 and len(resumed.history) == 4
+  before = ck.read_meta(e - 1)
+  logs = []
+  with pytest.raises(DivergenceError, match=fr"loss exploded at epoch {e}.*last good checkpoint "
+                     fr"is epoch {e - 1}"):
+    _fit(warming, checkpoint_dir=tmp_path / "ck", log=logs.append)
+  assert logs[0].startswith(f"resuming from epoch {e - 1}")
+  assert ck.latest_epoch() == e - 1 and ck.read_meta(e - 1) == before
   ck.close()
   with pytest.raises(UserError, match="diverge_factor"):
     validate_train_config(dataclasses.replace(CFG, diverge_factor=0.5))
@@ -112,7 +112,7 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path, allclose):
     _fit(CFG, checkpoint_dir=tmp_path / "part", log=kill_in_epoch_3)
   logs = []
   resumed = _fit(CFG, checkpoint_dir=tmp_path / "part", log=logs.append)
-  assert logs[0].startswith("restored the epoch 2 checkpoint")
+  assert logs[0].startswith("resuming from epoch 2 in ")
   assert resumed.resumed_from == 2
   assert allclose(full.params, resumed.params, rtol=0, atol=0)
   assert [r["val_loss"] for r in full.history] == [r["val_loss"] for r in resumed.history]
@@ -142,8 +142,8 @@ def test_a_signal_checkpoints_where_training_stands_and_resume_is_exact(
   assert point == ("epoch 1 + step 2 of epoch 2" if mode == "loop" else "epoch 1")
   logs = []
   resumed = _fit(cfg, checkpoint_dir=tmp_path / "cut", log=logs.append)
-  assert logs[0].startswith("restored the checkpoint taken at step 2 of epoch 2" if mode == "loop"
-                            else "restored the epoch 1 checkpoint")
+  assert logs[0].startswith("resuming from epoch 1 + step 2 of epoch 2" if mode == "loop"
+                            else "resuming from epoch 1 in ")
   assert allclose(full.params, resumed.params, rtol=0, atol=0)
   strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]
   assert strip(full.history) == strip(resumed.history)
@@ -153,6 +153,33 @@ def test_resume_refuses_a_different_config(tmp_path):
   _fit(CFG, checkpoint_dir=tmp_path, run_signature={"lr": 1})
   with pytest.raises(UserError, match="--restart"):
     _fit(CFG, checkpoint_dir=tmp_path, run_signature={"lr": 2})
+
+
+def test_resume_refuses_a_changed_computation_and_ignores_a_comment(tmp_path):
+  """The checkpoint holds a fingerprint of the lowered train and evaluation programs: a loss
+  whose code computes something else is refused; the same code (written differently, with a
+  comment) resumes."""
+  params, loss_fn, tr, va = _problem()
+  run = lambda loss, log=lambda m: None: fit(
+      CFG, params=params, loss_fn=loss, train_data=tr, val_data=va, key=jax.random.key(7),
+      checkpoint_dir=tmp_path, log=log)
+  first = run(loss_fn)
+
+  def same_loss(p, batch, *, train, key):
+    # the same computation, written again
+    logits = nn.mlp(p, batch["x"], dropout_rate=0.2, train=train, key=key)
+    return classification_loss(logits, batch["y"], batch["weight"])
+
+  logs = []
+  again = run(same_loss, logs.append)
+  assert again.fingerprint == first.fingerprint and logs[0].startswith("resuming from epoch 4")
+
+  def tanh_loss(p, batch, *, train, key):  # an edit of the model: tanh instead of ReLU
+    logits = nn.mlp(p, batch["x"], activation="tanh", dropout_rate=0.2, train=train, key=key)
+    return classification_loss(logits, batch["y"], batch["weight"])
+
+  with pytest.raises(UserError, match="different computation.*--restart"):
+    run(tanh_loss)
 
 
 def test_too_few_examples_for_a_batch():
