@@ -16,6 +16,9 @@ owns everything else:
   `fold_in(root, step)` is the step's key (dropout), so a resumed run replays exactly the same batches and dropout;
 * after each epoch: validation, early stopping on validation loss with `patience`, and a
   checkpoint holding the train state and the best-validation parameters;
+* an epoch train loss above `climb_factor` x the best epoch's for `climb_epochs` epochs stops
+  training like early stopping does, with stop reason "diverging: ..." (the best-validation
+  parameters are kept), since such a run would only wander;
 * a non-finite loss or gradient norm, or a step loss above `diverge_factor` times the run's very
   first step loss (the untrained model's), raises `DivergenceError` naming the epoch and step,
   before anything of that epoch is saved;
@@ -67,6 +70,10 @@ class TrainConfig:
   diverge_factor: float = 1e3       # a step loss above this x the untrained model's first step
                                     # loss is divergence (exit 3): Adam keeps an absurd learning
                                     # rate finite but useless; 0 = only non-finite values count
+  climb_factor: float = 3.0         # an epoch train loss above this x the best epoch's train loss
+  climb_epochs: int = 3             # ... for this many epochs in a row stops training (stop
+                                    # reason "diverging"; the best-validation params are kept and
+                                    # evaluated as after early stopping); 0 = never
 
 
 def validate_train_config(cfg: TrainConfig) -> None:
@@ -85,6 +92,8 @@ def validate_train_config(cfg: TrainConfig) -> None:
   require(cfg.diverge_factor == 0 or cfg.diverge_factor > 1, "diverge_factor",
           "0 (off) or a number > 1", cfg.diverge_factor)
   require(0 < cfg.val_fraction < 1, "val_fraction", "in (0, 1)", cfg.val_fraction)
+  require(cfg.climb_factor > 1, "climb_factor", "a number > 1", cfg.climb_factor)
+  require(cfg.climb_epochs >= 0, "climb_epochs", ">= 0 (0: never)", cfg.climb_epochs)
   require(0 <= cfg.warmup_epochs < cfg.epochs or cfg.warmup_epochs == 0, "warmup_epochs",
           "smaller than epochs", cfg.warmup_epochs)
 
@@ -442,7 +451,10 @@ class _Loop:
       epoch_times.append(row["seconds"])
       self.record(row, state, progress)
       self.log(_epoch_line(row, self.epochs, progress.best_epoch))
-      if self.cfg.patience and progress.bad_epochs >= self.cfg.patience:
+      climbing = _climbing(self.cfg, progress.history)
+      if climbing:
+        progress.stop_reason = climbing
+      elif self.cfg.patience and progress.bad_epochs >= self.cfg.patience:
         progress.stop_reason = f"early stopping: no better val loss for {self.cfg.patience} epochs"
       elif epoch == self.epochs:
         progress.stop_reason = "max epochs"
@@ -488,7 +500,10 @@ class _Loop:
     return {"epoch": epoch,
             **{f"train_{k}": v for k, v in train_m.items()},
             **{f"val_{k}": v for k, v in val_m.items()},
-            "grad_norm": float(steps["grad_norm"].mean()),
+            "grad_norm": float(steps["grad_norm"].mean()),  # before clipping
+            "grad_norm_max": float(steps["grad_norm"].max()),
+            "clipped_fraction": (float(np.mean(steps["grad_norm"] > self.cfg.grad_clip))
+                                 if self.cfg.grad_clip > 0 else 0.0),
             "update_norm": float(steps["update_norm"].mean()),
             "param_norm": float(optax.tree.norm(state["params"])),
             "step_losses": step_losses.tolist()}
@@ -553,9 +568,27 @@ def _last_good(epoch: int, ckpt) -> str:
   return f"the last good checkpoint is epoch {epoch - 1} in {ckpt.directory}"
 
 
+def _climbing(cfg, history: list) -> str | None:
+  """A stop reason when the epoch train loss has stayed above climb_factor x the best epoch's
+  train loss for climb_epochs epochs: a run that diverges while its loss stays finite (too
+  large a step for the data, exploding gradients that clipping only slows) is not left to
+  wander; its best-validation parameters are what it reports."""
+  k = cfg.climb_epochs
+  if not k or len(history) <= k:
+    return None
+  best = min(r["train_loss"] for r in history[:-k])
+  recent = [r["train_loss"] for r in history[-k:]]
+  if best > 0 and all(loss > cfg.climb_factor * best for loss in recent):
+    return (f"diverging: train loss {recent[-1]:.4g} stayed above {cfg.climb_factor:g}x the "
+            f"best epoch's {best:.4g} for {k} epochs (--config.climb_factor, climb_epochs); "
+            f"lower --config.learning_rate")
+  return None
+
+
 def _epoch_line(row: dict, epochs: int, best_epoch: int) -> str:
   acc = lambda k: f" acc {row[k]:.4f}" if k in row else ""
+  clipped = f" clip {row['clipped_fraction']:.0%}" if row.get("clipped_fraction") else ""
   return (f"epoch {row['epoch']:3d}/{epochs}  train loss {row['train_loss']:.4f}"
           f"{acc('train_accuracy')}  val loss {row['val_loss']:.4f}{acc('val_accuracy')}  "
-          f"|g| {row['grad_norm']:.3g}  {row['seconds']:.2f}s"
-          + ("  *" if best_epoch == row["epoch"] else ""))
+          f"|g| {row['grad_norm']:.3g} (max {row['grad_norm_max']:.3g}{clipped})  "
+          f"{row['seconds']:.2f}s" + ("  *" if best_epoch == row["epoch"] else ""))

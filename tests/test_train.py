@@ -182,6 +182,24 @@ def test_resume_refuses_a_changed_computation_and_ignores_a_comment(tmp_path):
     run(tanh_loss)
 
 
+def test_a_loss_that_climbs_and_stays_up_stops_training_and_keeps_the_best_epoch():
+  """Finite divergence: the train loss stays above climb_factor x its best for climb_epochs
+  epochs; the run stops saying so and returns the best-validation parameters."""
+  warming = dataclasses.replace(CFG, optimizer="adam", learning_rate=1e3, lr_schedule="cosine",
+                                warmup_epochs=300, epochs=301, diverge_factor=0, grad_clip=1.0)
+  res = _fit(warming)
+  assert res.stop_reason.startswith("diverging: train loss")
+  losses = [r["train_loss"] for r in res.history]
+  assert all(l > 3 * min(losses[:-3]) for l in losses[-3:])
+  assert res.best_epoch < len(res.history) - 2
+  assert all(0 <= r["clipped_fraction"] <= 1 and r["grad_norm_max"] >= r["grad_norm"]
+             for r in res.history)
+  assert max(r["grad_norm_max"] for r in res.history) > 1.0  # |g| is logged before clipping
+  assert max(r["clipped_fraction"] for r in res.history) > 0
+  with pytest.raises(UserError, match="climb_factor"):
+    validate_train_config(dataclasses.replace(CFG, climb_factor=1.0))
+
+
 def test_too_few_examples_for_a_batch():
   with pytest.raises(UserError, match="batch_size"):
     _fit(dataclasses.replace(CFG, batch_size=1000))
