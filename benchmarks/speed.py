@@ -3,6 +3,7 @@
     python -m benchmarks.speed                              # all six, ~5 min on 2 cores
     python -m benchmarks.speed --only=cnn_mnist,gru_activity --out=/tmp/speed.json
     python -m benchmarks.speed --quick --torch=off          # tiny shapes, seconds (the test)
+    python -m benchmarks.speed --batch_scale=8              # on a GPU: batches 8x the experiments'
 
 For each benchmark the jaxml side is the step the experiments train with: the experiment's
 default config, its model's init/apply, its loss (classification cross-entropy) and
@@ -37,6 +38,9 @@ every step is timed on its own (jaxml: until its outputs are ready). Reported pe
 Also the whole-epoch throughput (examples/s) of `make_scan_epoch` (one XLA program) against
 `make_loop_epoch` (a Python loop of jitted steps) on a synthetic epoch.
 Writes JSON (default benchmarks/results/speed.json) and a markdown table beside it (.md).
+On a GPU (issue 20) torch runs on CUDA beside jax (--torch_device=auto) and each torch step ends
+with torch.cuda.synchronize(), so both sides are timed by the same wall clock to the end of the
+step's device work; `machine` records the device, the matmul precision and torch's TF32 flags.
 """
 
 import argparse
@@ -91,6 +95,8 @@ class Sizes:
   epoch_budget_s: float = 12.0  # ...and no more once this many seconds were spent timing
   matmul_n: int = 2048        # side of the square float32 matmul for the peak
   matmul_repeats: int = 10    # best of this many (at the start and again at the end)
+  batch_scale: int = 1        # every benchmark's batch times this (--batch_scale: a GPU's size)
+  torch_device: str = "cpu"   # where the PyTorch twin runs ("cuda" beside jax on a GPU)
 
 
 QUICK = Sizes(image=16, activity_time=12, imdb_maxlen=16, shrink=True, data_batches=2, rounds=2,
@@ -111,6 +117,13 @@ class Case:
   torch_x: Callable           # (torch, numpy x) -> the model's input tensor
 
 
+def _scaled(cfg, sizes: Sizes):
+  """The config with its batch times --batch_scale (a batch large enough to keep a GPU busy)."""
+  if sizes.batch_scale == 1:
+    return cfg
+  return dataclasses.replace(cfg, batch_size=cfg.batch_size * sizes.batch_scale)
+
+
 def _labelled(rng, x, n_classes: int) -> dict:
   n = len(x)
   return {"x": x, "y": rng.integers(0, n_classes, n).astype(np.int32),
@@ -127,9 +140,9 @@ def make_case(name: str, sizes: Sizes) -> Case:
   rng = np.random.default_rng(0)
   key = jax.random.key(0)
   if name in ("cnn_mnist", "lenet5_mnist"):
-    arch = "seed" if name == "cnn_mnist" else "lenet5"
+    arch = "seed_cnn" if name == "cnn_mnist" else "lenet5"
     cfg = mnist_cnn.default_preset(arch)
-    cfg = mnist_cnn.tiny(cfg) if sizes.shrink else cfg
+    cfg = _scaled(mnist_cnn.tiny(cfg) if sizes.shrink else cfg, sizes)
     shape = (sizes.image, sizes.image, 1)
     n = sizes.data_batches * cfg.batch_size
     data = _labelled(rng, rng.random((n, *shape), np.float32), 10)
@@ -137,7 +150,7 @@ def make_case(name: str, sizes: Sizes) -> Case:
     apply_fn = lambda p, x, *, train, key: cnn.apply(p, x, cfg=cfg, train=train, key=key)
 
     def torch_model(tm):
-      net = tm.SeedCNN if arch == "seed" else tm.LeNet5
+      net = tm.SeedCNN if arch == "seed_cnn" else tm.LeNet5
       return net(1, sizes.image, sizes.image, 10, cfg.dropout)
 
     return Case(name, cfg, params, classifier_loss_fn(apply_fn), data,
@@ -149,7 +162,7 @@ def make_case(name: str, sizes: Sizes) -> Case:
     # batch 32 is the seed's (and data3.h5-sized data's); the default preset trains
     # BasicMotions with batch 8, so the benchmark sets the batch the issue measures.
     cfg = dataclasses.replace(activity.default_preset(cell), batch_size=32)
-    cfg = activity.tiny(cfg) if sizes.shrink else cfg
+    cfg = _scaled(activity.tiny(cfg) if sizes.shrink else cfg, sizes)
     shape = (sizes.activity_time, ACTIVITY_SHAPE[1])
     n = sizes.data_batches * cfg.batch_size
     data = _labelled(rng, rng.standard_normal((n, *shape), np.float32), ACTIVITY_CLASSES)
@@ -166,7 +179,7 @@ def make_case(name: str, sizes: Sizes) -> Case:
                 lambda torch, x: torch.from_numpy(x))
   if name == "lstm_imdb":
     cfg = imdb.default_preset("lstm")
-    cfg = imdb.tiny(cfg) if sizes.shrink else cfg
+    cfg = _scaled(imdb.tiny(cfg) if sizes.shrink else cfg, sizes)
     maxlen = sizes.imdb_maxlen or cfg.maxlen
     n = sizes.data_batches * cfg.batch_size
     # Reviews of random length padded with 0 after their end, as jaxml.data.imdb.encode pads.
@@ -186,7 +199,7 @@ def make_case(name: str, sizes: Sizes) -> Case:
                 lambda torch, x: torch.from_numpy(x.astype(np.int64)))
   if name == "ngram_lm":
     cfg = ngram_exp.default_preset()
-    cfg = ngram_exp.tiny(cfg) if sizes.shrink else cfg
+    cfg = _scaled(ngram_exp.tiny(cfg) if sizes.shrink else cfg, sizes)
     d, p = cfg.embed_dims[0], cfg.hidden_sizes[0]  # the largest of the three nets trained
     n = sizes.data_batches * cfg.batch_size
     data = _labelled(rng, rng.integers(0, NGRAM_VOCAB, (n, ngram_lm.CONTEXT)).astype(np.int32),
@@ -279,15 +292,24 @@ def jax_matmul_peak(n: int, repeats: int) -> float:
   return 2.0 * n ** 3 / best / 1e9
 
 
-def torch_matmul_peak(torch, n: int, repeats: int) -> float:
-  a, b = torch.randn(n, n), torch.randn(n, n)
+def torch_matmul_peak(torch, n: int, repeats: int, device: str = "cpu") -> float:
+  a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
   torch.mm(a, b)
+  torch_sync(torch, device)
   best = math.inf
   for _ in range(repeats):
     t0 = time.perf_counter()
     torch.mm(a, b)
+    torch_sync(torch, device)
     best = min(best, time.perf_counter() - t0)
   return 2.0 * n ** 3 / best / 1e9
+
+
+def torch_sync(torch, device: str) -> None:
+  """Waits for the work queued on a CUDA device (a CUDA call returns before its kernels end),
+  so a step is timed to its end as jax's is with block_until_ready."""
+  if device.startswith("cuda"):
+    torch.cuda.synchronize(device)
 
 
 def step_inputs(case: Case, sizes: Sizes) -> tuple[Callable, dict, dict, list, list]:
@@ -332,19 +354,21 @@ def torch_side(torch, tm, case: Case, sizes: Sizes) -> Callable:
   """The PyTorch twin; returns (run one step)."""
   torch.manual_seed(0)
   cfg = case.cfg
-  model = case.torch_model(tm)
+  device = sizes.torch_device
+  model = case.torch_model(tm).to(device)
   step = tm.make_step(model, optimizer=cfg.optimizer, learning_rate=cfg.learning_rate,
                       grad_clip=cfg.grad_clip)
   batch = cfg.batch_size
-  xs = [case.torch_x(torch, case.data["x"][i:i + batch])
+  xs = [case.torch_x(torch, case.data["x"][i:i + batch]).to(device)
         for i in range(0, len(case.data["y"]), batch)]
-  ys = [torch.from_numpy(case.data["y"][i:i + batch].astype(np.int64))
+  ys = [torch.from_numpy(case.data["y"][i:i + batch].astype(np.int64)).to(device)
         for i in range(0, len(case.data["y"]), batch)]
   holder = {"i": 0}
 
   def run_one():
     i = holder["i"] % len(xs)
     step(xs[i], ys[i])
+    torch_sync(torch, device)
     holder["i"] += 1
 
   return run_one
@@ -489,7 +513,10 @@ def markdown(results: dict) -> str:
            + (f" ({m['torch_threads']} threads)" if m["torch"] else "")
            + f"; matmul peak {m['matmul_n']}^2 float32: jax {_f(m['jax_matmul_gflops'], '.0f')} "
            f"GFLOP/s, torch {_f(m['torch_matmul_gflops'], '.0f')} GFLOP/s; "
-           f"{m['seconds']:.0f} s in all", "",
+           f"{m['seconds']:.0f} s in all"
+           + (f"; jax on {m['jax_device_kind']}, torch on {m['torch_device']}"
+              if m.get("jax_device_kind") else "")
+           + (f"; batches x{m['batch_scale']}" if m.get("batch_scale", 1) != 1 else ""), "",
            "| benchmark | batch | jaxml ms [IQR] | torch ms [IQR] | torch/jaxml (best/best) | "
            "GFLOP/step | "
            "jaxml GFLOP/s (% peak) | torch GFLOP/s (% peak) | compile s | XLA temp MB | "
@@ -553,6 +580,12 @@ def main(argv=None) -> int:
   ap.add_argument("--epochs", default=",".join(EPOCH_BENCHMARKS),
                   help="benchmarks (of those run) whose whole-epoch throughput is measured, "
                        "scan vs loop; empty: none")
+  ap.add_argument("--batch_scale", type=int, default=1,
+                  help="every benchmark's batch times this (e.g. 8: a batch that keeps a GPU "
+                       "busy); the resident synthetic data grows with it")
+  ap.add_argument("--torch_device", default="auto",
+                  help="auto: cuda when jax runs on a GPU and torch sees CUDA, else cpu; or a "
+                       "torch device name")
   ap.add_argument("--malloc", choices=("keep", "default"), default="keep",
                   help="keep: jaxml.runtime.keep_freed_memory() as training does (both sides); "
                        "default: glibc's defaults, to measure what it is worth")
@@ -565,15 +598,24 @@ def main(argv=None) -> int:
           f"{','.join(BENCHMARKS)}", file=sys.stderr)
     return 2
   sizes = QUICK if args.quick else Sizes()
+  if args.batch_scale < 1:
+    print(f"error: --batch_scale={args.batch_scale}; pass an integer >= 1", file=sys.stderr)
+    return 2
   log = lambda msg: print(msg, file=sys.stderr, flush=True)
   # As `fit` and the runner do; it is process-wide, so PyTorch runs under the same allocator.
   kept_freed_memory = keep_freed_memory() if args.malloc == "keep" else False
   t_start = time.perf_counter()
   load_start = os.getloadavg()[0]
   torch, tm = import_torch(args.torch, args.torch_threads)
+  torch_device = args.torch_device
+  if torch_device == "auto":
+    torch_device = ("cuda" if torch is not None and torch.cuda.is_available()
+                    and jax.default_backend() == "gpu" else "cpu")
+  sizes = dataclasses.replace(sizes, batch_scale=args.batch_scale, torch_device=torch_device)
   peaks = {"jaxml": jax_matmul_peak(sizes.matmul_n, sizes.matmul_repeats)}
   if torch is not None:
-    peaks["torch"] = torch_matmul_peak(torch, sizes.matmul_n, sizes.matmul_repeats)
+    peaks["torch"] = torch_matmul_peak(torch, sizes.matmul_n, sizes.matmul_repeats,
+                                        sizes.torch_device)
   results = {}
   for name in names:
     results[name] = bench(name, sizes, torch, tm, peaks, log)
@@ -582,7 +624,8 @@ def main(argv=None) -> int:
   peaks["jaxml"] = max(peaks["jaxml"], jax_matmul_peak(sizes.matmul_n, sizes.matmul_repeats))
   if torch is not None:
     peaks["torch"] = max(peaks["torch"],
-                         torch_matmul_peak(torch, sizes.matmul_n, sizes.matmul_repeats))
+                         torch_matmul_peak(torch, sizes.matmul_n, sizes.matmul_repeats,
+                                           sizes.torch_device))
   for r in results.values():
     for side in ("jaxml", "torch"):
       if r[side]:
@@ -597,7 +640,16 @@ def main(argv=None) -> int:
       # Other processes' load: 1-minute load average at the start and at the end of the run.
       "load_average": [load_start, os.getloadavg()[0]],
       "keep_freed_memory": kept_freed_memory,  # jaxml/runtime.py (both sides)
-      "seconds": time.perf_counter() - t_start}
+      "seconds": time.perf_counter() - t_start,
+      # Accelerators (issue 20): what ran, and how a step is timed on each side.
+      "jax_device_kind": jax.devices()[0].device_kind, "torch_device": torch_device,
+      "batch_scale": sizes.batch_scale,
+      "timing": "wall clock (perf_counter) around each step, ended when its results are ready: "
+                "jax block_until_ready, torch torch.cuda.synchronize() on CUDA",
+      "jax_default_matmul_precision": jax.config.jax_default_matmul_precision,
+      "torch_allow_tf32": ({"matmul": torch.backends.cuda.matmul.allow_tf32,
+                            "cudnn": torch.backends.cudnn.allow_tf32}
+                           if torch is not None and torch_device.startswith("cuda") else None)}
   results["epoch_throughput"] = epochs
   results["bar"] = check_bar(results)
   out = Path(args.out)

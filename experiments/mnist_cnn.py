@@ -33,7 +33,7 @@ from jaxml.train import TrainConfig, validate_train_config
 class Config(TrainConfig):
   """Model and data settings; optimisation settings are inherited from TrainConfig."""
   # --- model
-  arch: Literal["seed", "lenet5"] = "seed"  # the seeds' CNN or LeNet-5
+  arch: str = "seed_cnn"            # a key of jaxml.models.cnn.ARCHS: "seed_cnn" or "lenet5"
   pool: Literal["max", "avg"] = "max"        # pooling kind (LeNet-5's S2/S4 were averaging)
   activation: Literal["relu", "tanh"] = "relu"  # LeNet-5's activation (the seed net: ReLU)
   dropout: float = 0.4              # before the output layer (seed: 0.4 after dense 1024)
@@ -57,13 +57,13 @@ def seed_preset(arch: str) -> Config:
   return Config(arch=arch, optimizer="sgd", learning_rate=1e-3, lr_schedule="constant",
                 batch_size=100, max_steps=20000, patience=0, augment_shift=0.0,
                 augment_rotate=0.0, augment_scale=0.0,
-                dropout=0.4 if arch == "seed" else 0.0)
+                dropout=0.4 if arch == "seed_cnn" else 0.0)
 
 
 def default_preset(arch: str) -> Config:
   """LeNet-5 is small (0.4 s per epoch on 3600 images) and still improving on validation
   accuracy after 40 epochs (0.9775, 0.9825 at 100, 0.9875 at 150), so it trains longer."""
-  if arch == "seed":
+  if arch == "seed_cnn":
     return Config(arch=arch, dropout=0.4)
   return Config(arch=arch, dropout=0.0, epochs=150)
 
@@ -76,6 +76,7 @@ def tiny(cfg: Config) -> Config:
 def validate(cfg: Config) -> None:
   config_lib.check_choices(cfg)
   validate_train_config(cfg)
+  require(cfg.arch in cnn.ARCHS, "arch", f"one of {', '.join(cnn.ARCHS)}", cfg.arch)
   require(0 <= cfg.dropout < 1, "dropout", "in [0, 1)", cfg.dropout)
   require(0 <= cfg.augment_shift <= 8, "augment_shift", "0..8 pixels", cfg.augment_shift)
   require(0 <= cfg.augment_rotate <= 45, "augment_rotate", "0..45 degrees", cfg.augment_rotate)
@@ -99,7 +100,7 @@ def run(cfg: Config, ctx: RunContext) -> dict:
       if (cfg.augment_shift or cfg.augment_rotate or cfg.augment_scale) else None,
       key=jax.random.key(ctx.seed), workdir=ctx.workdir, log=ctx.log, restart=ctx.restart,
       signature={"config": config_lib.to_dict(cfg), "seed": ctx.seed, "data": data.describe()},
-      title=f"{'seed CNN' if cfg.arch == 'seed' else 'LeNet-5'} on {data.source.split(' (')[0]}")
+      title=f"{cnn.ARCHS[cfg.arch].title} on {data.source.split(' (')[0]}")
   # Pictures a researcher looks at: the worst test errors and the first-layer filters.
   logits = extras["logits"]["test"]
   p = np.exp(logits - logits.max(-1, keepdims=True))
@@ -111,7 +112,7 @@ def run(cfg: Config, ctx: RunContext) -> dict:
                    [f"{names[logits[i].argmax()]} / {names[data.y_test[i]]}" for i in worst],
                    ctx.workdir / "worst_test_errors.png",
                    f"worst test errors (predicted / true), {len(wrong)} errors in all")
-  plots.filters_grid(cnn.first_layer_filters(extras["params"]),
+  plots.filters_grid(cnn.first_layer_filters(extras["params"], cfg),
                      ctx.workdir / "first_layer_filters.png", "first-layer filters")
   return dict(out, data=dict(data.describe(), **sizes))
 
@@ -122,5 +123,5 @@ def _experiment(name: str, arch: str, description: str) -> Experiment:
                     tiny=tiny, validate=validate, run=run)
 
 
-CNN = _experiment("cnn_mnist", "seed", "the seeds' CNN: conv32-pool-conv64-pool-dense1024")
+CNN = _experiment("cnn_mnist", "seed_cnn", "the seeds' CNN: conv32-pool-conv64-pool-dense1024")
 LENET5 = _experiment("lenet5_mnist", "lenet5", "LeNet-5: C1-S2-C3-S4-C5-F6-output")

@@ -1,4 +1,5 @@
-"""The seed's hand-derived backward passes, written out as a reference for `jax.grad`.
+"""The seed's hand-derived CNN backward passes: a test reference (tests/test_cnn.py), never
+used in training, which differentiates jaxml.models.cnn with `jax.grad`.
 
 Notation (the seed's): layer l computes x^l = conv(o^{l-1}, w^l) + b^l and o^l = a(x^l);
 delta^l = dL/dx^l is the error arriving at layer l. Everything is NHWC / HWIO.
@@ -12,9 +13,9 @@ delta^l_{i,j,d} (the *output* channel d of the filter w_{.,.,c,d}). The correcte
 
 summed over the batch too. The seed also writes the max-pooling block of output (i, j) as
 i <= m < i + N, which is a stride-1 (overlapping) window; its pooling has stride N, so the block
-is N*i <= m < N*i + N. Both corrected forms are implemented and tested below and in
-tests/test_backprop.py. The error passed further down (not derived in the seed) is the
-'full' correlation of delta with the flipped kernel:
+is N*i <= m < N*i + N. Both corrected forms are implemented below and checked in
+tests/test_cnn.py (the tests named for the seed). The error passed further down (not derived
+in the seed) is the 'full' correlation of delta with the flipped kernel:
 
     dL/do^{l-1}_{p,q,c} = sum_{m,n,d} delta^l_{p-m, q-n, d} * w_{m,n,c,d}.
 """
@@ -85,9 +86,8 @@ def relu_backward(delta, x):
   return delta * (x > 0)
 
 
-def seed_cnn_grads(params, x, labels, pool: str = "max"):
-  """dL/dparams of the seed CNN (no dropout) by the hand-derived rules above, chained layer by
-  layer; L is the mean softmax cross-entropy. Mirrors jaxml.models.cnn.apply(arch="seed")."""
+def _seed_cnn_forward(params, x, pool: str):
+  """The seed net's forward pass written out (ReLU, no dropout), keeping what backprop needs."""
   from jaxml import nn
   pool_fn = nn.POOLS[pool]
   c1, c2, d1, d2 = (params["conv1"], params["conv2"], params["dense1"], params["out"])
@@ -96,6 +96,20 @@ def seed_cnn_grads(params, x, labels, pool: str = "max"):
   f = p2.reshape(len(x), -1)
   x3 = f @ d1["w"] + d1["b"]; o3 = jnp.maximum(x3, 0)
   logits = o3 @ d2["w"] + d2["b"]
+  return logits, (x1, o1, p1, x2, o2, p2, f, x3, o3)
+
+
+def seed_cnn_logits(params, x, pool: str = "max"):
+  """The seed net's logits f[B, classes] by the seed's layer equations (no dropout)."""
+  return _seed_cnn_forward(params, x, pool)[0]
+
+
+def seed_cnn_grads(params, x, labels, pool: str = "max"):
+  """dL/dparams of the seed CNN (no dropout) by the hand-derived rules above, chained layer by
+  layer; L is the mean softmax cross-entropy of `seed_cnn_logits`. The seed's model is what
+  jaxml.models.cnn.seed_cnn_apply computes today; tests/test_cnn.py pins that it still does."""
+  c1, c2, d1, d2 = (params["conv1"], params["conv2"], params["dense1"], params["out"])
+  logits, (x1, o1, p1, x2, o2, p2, f, x3, o3) = _seed_cnn_forward(params, x, pool)
   p = jnp.exp(logits - logits.max(-1, keepdims=True)); p = p / p.sum(-1, keepdims=True)
   onehot = jnp.asarray(np.eye(logits.shape[-1]))[labels]
   d_logits = (p - onehot) / len(x)                    # softmax + cross-entropy, mean over batch
