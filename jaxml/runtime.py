@@ -10,13 +10,16 @@ ms per train step, before -> after): activity GRU 25.0 -> 14.2, activity LSTM 28
 seed CNN 74.8 -> 57.0. The cost: up to 1 GiB of freed memory stays with the process. The env
 variables MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ do the same but must be set before
 Python starts; mallopt's own mmap threshold cannot go above 32 MB, hence M_MMAP_MAX.
+XLA's worker threads allocate from glibc's secondary arenas, which glibc trims regardless of
+the trim threshold, so their blocks were faulted in again every step too; one arena
+(M_ARENA_MAX = 1, set before those threads first allocate) keeps them (BUILD_NOTES "Speed").
 """
 
 import ctypes
 import ctypes.util
 import sys
 
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameter numbers (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8  # glibc's mallopt numbers (malloc.h)
 _done = {"value": None}
 
 
@@ -31,7 +34,8 @@ def keep_freed_memory() -> bool:
       libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
       mallopt = getattr(libc, "mallopt", None)
       if mallopt is not None and hasattr(libc, "gnu_get_libc_version"):  # glibc only
-        ok = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+        ok = (bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+              and bool(mallopt(_M_ARENA_MAX, 1)))
     except OSError:
       ok = False
   _done["value"] = ok
