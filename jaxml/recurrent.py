@@ -184,7 +184,8 @@ def _masked_scan(step, params, xp, carry, m, reverse, unroll):
 #  * the backward scan rebuilds each step's vjp from its residuals and carries only the state
 #    cotangent; the weight part of that vjp is unused, and XLA removes it from the loop;
 #  * rows are independent, so the weight cotangents summed over steps are the vjp of `step`
-#    traced once for all T*B rows, fed the same residuals: one big matmul per weight.
+#    traced once for all T*B rows, fed the same residuals: one big matmul per weight; the
+#    inputs' cotangents come from the same vjp, vectorised, instead of out of the loop.
 # Nothing here depends on what `step` computes; `_per_row` checks the row independence it needs.
 def _step_vjp_parts(step, params, carry, xp_t):
   """(out, residuals, rebuild(residuals) -> vjp function) of `step` at (carry, xp_t)."""
@@ -281,15 +282,17 @@ def _fast_bwd(step, reverse, unroll, residuals, cotangents):
     d_new, d_h = d_c, dy
     if m_t is not None:  # the transpose of the masked update in `_masked_scan`
       d_new, d_h = jax.tree.map(lambda d: m_t * d, d_new), m_t * d_h
-    _, d_prev, d_xp_t = rebuild_step(_fill(own_step, per_row, saved_t))((d_new, d_h))
+    _, d_prev, _ = rebuild_step(_fill(own_step, per_row, saved_t))((d_new, d_h))
     if m_t is not None:
       d_prev = jax.tree.map(lambda a, d: a + (1.0 - m_t) * d, d_prev, d_c)
-    return d_prev, (d_xp_t, (d_new, d_h))
+    return d_prev, (d_new, d_h)
 
-  d_carry, (d_xp, d_out) = lax.scan(body, d_final, (d_hs, m, saved), reverse=not reverse,
-                                    unroll=unroll)
+  d_carry, d_out = lax.scan(body, d_final, (d_hs, m, saved), reverse=not reverse,
+                            unroll=unroll)
+  # The weights' and the inputs' gradients: one vjp over all T*B rows.
   vjp_rows = rebuild_rows(_fill(own_rows, per_row, [_rows(r) for r in saved]))
-  d_params, _, _ = vjp_rows(jax.tree.map(_rows, d_out))
+  d_params, _, d_xp = vjp_rows(jax.tree.map(_rows, d_out))
+  d_xp = d_xp.reshape(xp.shape)
   d_m = None if m is None else jnp.zeros_like(m)
   return d_params, d_xp, d_carry, d_m
 
