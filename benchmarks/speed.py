@@ -312,6 +312,16 @@ def torch_sync(torch, device: str) -> None:
     torch.cuda.synchronize(device)
 
 
+def torch_tf32(torch) -> dict | str:
+  """Whether torch lets float32 matmuls / cuDNN convolutions use TF32 (or why it cannot say:
+  newer releases refuse the legacy flags once the new fp32_precision API was used)."""
+  try:
+    return {"matmul": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn": torch.backends.cudnn.allow_tf32}
+  except Exception as e:  # noqa: BLE001 - a fact for the JSON, never a reason to lose the run
+    return f"{type(e).__name__}: {e}"
+
+
 def step_inputs(case: Case, sizes: Sizes) -> tuple[Callable, dict, dict, list, list]:
   """(the step function, its train state, resident data, batch indices, step keys)."""
   batch = case.cfg.batch_size
@@ -647,8 +657,7 @@ def main(argv=None) -> int:
       "timing": "wall clock (perf_counter) around each step, ended when its results are ready: "
                 "jax block_until_ready, torch torch.cuda.synchronize() on CUDA",
       "jax_default_matmul_precision": jax.config.jax_default_matmul_precision,
-      "torch_allow_tf32": ({"matmul": torch.backends.cuda.matmul.allow_tf32,
-                            "cudnn": torch.backends.cudnn.allow_tf32}
+      "torch_allow_tf32": (torch_tf32(torch)
                            if torch is not None and torch_device.startswith("cuda") else None)}
   results["epoch_throughput"] = epochs
   results["bar"] = check_bar(results)

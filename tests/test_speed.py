@@ -127,3 +127,17 @@ def test_without_torch_its_columns_are_null(tmp_path):
   assert r["ngram_lm"]["torch_over_jaxml_best"] is None
   assert r["ngram_lm"]["jaxml"]["ms"] > 0 and r["epoch_throughput"] == {}
   assert "| ngram_lm |" in out.with_suffix(".md").read_text()
+
+
+def test_batch_scale_multiplies_every_batch_and_the_resident_data():
+  import dataclasses
+  scaled = dataclasses.replace(speed.QUICK, batch_scale=3)
+  for name in ("gru_activity", "ngram_lm"):
+    one, three = speed.make_case(name, speed.QUICK), speed.make_case(name, scaled)
+    assert three.cfg.batch_size == 3 * one.cfg.batch_size
+    assert len(three.data["y"]) == speed.QUICK.data_batches * three.cfg.batch_size
+
+
+def test_batch_scale_below_one_is_a_one_line_error(capsys):
+  assert speed.main(["--batch_scale=0"]) == 2
+  assert capsys.readouterr().err.startswith("error: --batch_scale=0;")
