@@ -17,7 +17,8 @@ recorded and the next one still runs), all under OUT_DIR:
   speed  `python -m benchmarks.speed` (jaxml vs PyTorch on the same device; synchronised
          wall-clock timing of every step on both sides) at the experiments' batch sizes and at
          --batch_scale times them: OUT/speed/speed.json and speed_bsK.json, with their .md;
-and last OUT/summary.json and OUT/summary.md, the table it prints.
+and last OUT/summary.json and OUT/summary.md, the table it prints, and OUT/speed_gpu.json
+(.md): both speed runs with torch_over_jaxml per benchmark and batch, the device, the runs.
 
 It installs nothing and needs no network: run it from the repository root with the project on
 PYTHONPATH (it sets that for its children) or after `pip install --no-deps -e .`. The packages
@@ -329,6 +330,35 @@ def row(stage: str, item: str, r: dict, detail: str, ok=None, facts=None) -> dic
 
 
 # ----------------------------------------------------------------------------- output
+def merge_speed(out: Path, batch_scale: int, rows: list) -> None:
+  """OUT/speed_gpu.json (and .md): both speed runs, torch_over_jaxml per benchmark at each
+  batch, the device facts and the five runs' outcomes, in one file to commit as
+  benchmarks/results/speed_gpu.json. Nothing when no speed run finished."""
+  parts = {}
+  for label, name in (("x1", "speed"), (f"x{batch_scale}", f"speed_bs{batch_scale}")):
+    f = out / "speed" / f"{name}.json"
+    if f.is_file():
+      parts[label] = json.loads(f.read_text())
+  if not parts:
+    return
+  env = out / "env.json"
+  names = [n for p in parts.values() for n, b in p.items() if isinstance(b, dict) and "jaxml" in b]
+  ratios = {n: {label: p[n]["torch_over_jaxml"] for label, p in parts.items() if n in p}
+            for n in dict.fromkeys(names)}
+  merged = {
+      "env": json.loads(env.read_text()) if env.is_file() else None,
+      "batch_scales": {label: p["machine"].get("batch_scale", 1) for label, p in parts.items()},
+      "torch_over_jaxml": ratios,  # > 1: jaxml's step is faster, at each batch
+      "runs": {r["item"]: {"status": r["status"], **r.get("facts", {})}
+               for r in rows if r["stage"] == "runs"},
+      "speed": parts}
+  (out / "speed_gpu.json").write_text(json.dumps(merged, indent=1) + "\n")
+  md = [f"## batch {label}\n\n" + (out / "speed" / f"{name}.md").read_text()
+        for label, name in (("x1", "speed"), (f"x{batch_scale}", f"speed_bs{batch_scale}"))
+        if (out / "speed" / f"{name}.md").is_file()]
+  (out / "speed_gpu.md").write_text("\n".join(md))
+
+
 def archive(out: Path, path: Path) -> None:
   """OUT_DIR as a .tgz without the runs' checkpoints and XLA caches (tens of MB, no facts)."""
   import tarfile
@@ -411,6 +441,7 @@ def main(argv=None) -> int:
   (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
   text = table(rows)
   (out / "summary.md").write_text(text)
+  merge_speed(out, args.batch_scale, rows)
   if args.archive:
     archive(out, Path(args.archive))
   bad = [r for r in rows if r["status"] != "ok"]

@@ -81,3 +81,20 @@ def test_env_stage_summary_table_and_archive(tmp_path):
     names = set(tar.getnames())
   assert {"out/summary.md", "out/env.json", "out/runs/cnn_mnist/results.json"} <= names
   assert not any("checkpoints" in n or "_hide" in n for n in names)
+
+
+def test_merge_speed_puts_both_batches_side_by_side(tmp_path):
+  for name, scale, ratio in (("speed", 1, 0.9), ("speed_bs4", 4, 1.7)):
+    (tmp_path / "speed").mkdir(exist_ok=True)
+    (tmp_path / "speed" / f"{name}.json").write_text(json.dumps(
+        {"gru_activity": {"jaxml": {"ms": 1.0}, "torch": {"ms": ratio}, "torch_over_jaxml": ratio},
+         "machine": {"batch_scale": scale}, "epoch_throughput": {}}))
+    (tmp_path / "speed" / f"{name}.md").write_text(f"table {scale}\n")
+  rows = [{"stage": "runs", "item": "ngram_lm", "status": "ok", "facts": {"metrics": {}}}]
+  gpu_check.merge_speed(tmp_path, 4, rows)
+  merged = json.loads((tmp_path / "speed_gpu.json").read_text())
+  assert merged["torch_over_jaxml"] == {"gru_activity": {"x1": 0.9, "x4": 1.7}}
+  assert merged["batch_scales"] == {"x1": 1, "x4": 4}
+  assert merged["runs"] == {"ngram_lm": {"status": "ok", "metrics": {}}}
+  assert (tmp_path / "speed_gpu.md").read_text() == ("## batch x1\n\ntable 1\n\n"
+                                                     "## batch x4\n\ntable 4\n")
