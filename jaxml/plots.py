@@ -1,5 +1,9 @@
-"""The pictures a researcher looks at, written as PNG (matplotlib, headless Agg backend)."""
+"""The pictures a researcher looks at, written as PNG (matplotlib, headless Agg backend).
 
+Every plot of every experiment lives here; an experiment chooses what to show and calls these.
+"""
+
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -94,3 +98,143 @@ def filters_grid(w, path, title: str = "") -> None:
   w = (w - w.min()) / max(w.max() - w.min(), 1e-12)
   tiles = np.moveaxis(w, -1, 0)[..., None]
   image_grid(tiles, [str(i) for i in range(len(tiles))], path, title, cols=min(8, len(tiles)))
+
+
+def bar_chart(values: dict, path, title: str = "", ylabel: str = "") -> None:
+  """One bar per name, its value written above; the y axis starts 0.1 below the smallest."""
+  names, vals = list(values), list(values.values())
+  fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(names), 4))
+  bars = ax.bar(range(len(names)), vals, color="tab:blue")
+  ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+  for bar, a in zip(bars, vals):
+    ax.text(bar.get_x() + bar.get_width() / 2, a + 0.005, f"{a:.3f}", ha="center", fontsize=8)
+  ax.set(ylabel=ylabel, title=title, ylim=(max(0.0, min(vals) - 0.1), 1.0))
+  ax.grid(axis="y", alpha=0.3)
+  _save(fig, path)
+
+
+def run_curves(histories: dict, path, *, title: str = "", ylabel: str = "loss",
+               train_label: str = "train") -> None:
+  """Train (solid) and validation (dashed) loss per epoch, one colour per run.
+
+  histories: {run name: [{"epoch", "train_loss", "val_loss"}, ...]}."""
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  for (name, hist), color in zip(histories.items(), colors):
+    epochs = [r["epoch"] for r in hist]
+    ax.plot(epochs, [r["train_loss"] for r in hist], "o-", ms=2, color=color,
+            label=f"{name} {train_label}")
+    ax.plot(epochs, [r["val_loss"] for r in hist], "s--", ms=2, color=color,
+            label=f"{name} validation")
+  ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  _save(fig, path)
+
+
+def labelled_points(xy, labels: Sequence[str], path, *, title: str = "", xlabel: str = "",
+                    ylabel: str = "") -> None:
+  """A scatter of xy: f[n, 2] with each point's label written beside it (e.g. a word map)."""
+  xy = np.asarray(xy)
+  fig, ax = plt.subplots(figsize=(13, 11))
+  ax.scatter(xy[:, 0], xy[:, 1], s=4, alpha=0.4)
+  for (px, py), label in zip(xy, labels):
+    ax.annotate(label, (px, py), fontsize=7)
+  ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+  _save(fig, path)
+
+
+def boxes_on_image(image, boxes, scores, path, title: str = "") -> None:
+  """A grey image f[H, W] in [0, 1] with boxes (x0, y0, x1, y1) and their scores drawn on it."""
+  fig, ax = plt.subplots(figsize=(7, 7 * image.shape[0] / image.shape[1]))
+  ax.imshow(image, cmap="gray", vmin=0, vmax=1)
+  for (x0, y0, x1, y1), s in zip(boxes, scores):
+    ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="lime", lw=2))
+    ax.text(x0, y0 - 3, f"{s:.2f}", color="lime", fontsize=9, va="bottom")
+  ax.set_title(title, fontsize=9)
+  ax.axis("off")
+  _save(fig, path)
+
+
+# ----------------------------------------------------------------------------- image mosaics
+def mosaic(images, cols: int, pad: int = 1) -> np.ndarray:
+  """images f[n, h, w] or f[n, h, w, 3] in [0, 1] -> one image, rows of `cols` tiles on white."""
+  images = np.asarray(images)
+  n, h, w = images.shape[:3]
+  rows = -(-n // cols)
+  out = np.ones((rows * (h + pad) + pad, cols * (w + pad) + pad) + images.shape[3:], np.float32)
+  for i, im in enumerate(images):
+    r, c = divmod(i, cols)
+    out[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = im
+  return out
+
+
+def filter_images(w) -> np.ndarray:
+  """Dense weights w: f[P*P, units] -> f[units, P, P], each unit's weights scaled to [0, 1] by
+  its own min and max (what a per-subplot imshow does)."""
+  w = np.asarray(w, np.float64).T
+  lo, hi = w.min(axis=1, keepdims=True), w.max(axis=1, keepdims=True)
+  w = (w - lo) / np.maximum(hi - lo, 1e-12)
+  side = int(round(math.sqrt(w.shape[1])))
+  return w.reshape(len(w), side, side)
+
+
+def _show(ax, image, title: str = "") -> None:
+  ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1,
+            interpolation="nearest")
+  ax.set_title(title, fontsize=9)
+  ax.axis("off")
+
+
+def mosaics(panels: Sequence[tuple[np.ndarray, str]], path, title: str = "") -> None:
+  """Mosaic images (from `mosaic`) side by side, each with its title: [(image, title), ...]."""
+  fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.6), squeeze=False)
+  for ax, (image, t) in zip(axes[0], panels):
+    _show(ax, image, t)
+  if title:
+    fig.suptitle(title)
+  _save(fig, path)
+
+
+def dense_filters(w, path, title: str = "") -> None:
+  """Every unit of a dense layer on square inputs (w: f[P*P, units]) as a P x P tile."""
+  tiles = filter_images(w)
+  cols = math.ceil(math.sqrt(len(tiles)))
+  fig, ax = plt.subplots(figsize=(0.55 * cols + 0.5, 0.55 * cols + 0.8))
+  _show(ax, mosaic(tiles, cols), title)
+  _save(fig, path)
+
+
+def patches_before_after(before, after, path, titles: tuple[str, str], cols: int = 20) -> None:
+  """Patches before (f[n, h, w, 3] RGB or f[n, h, w]) above, the same after (f[n, h, w]) below."""
+  fig, axes = plt.subplots(2, 1, figsize=(12, 13))
+  _show(axes[0], mosaic(np.clip(before, 0, 1), cols), titles[0])
+  _show(axes[1], mosaic(after, cols), titles[1])
+  _save(fig, path)
+
+
+def reconstructions(x, recon, path, title: str = "", per_row: int = 10) -> None:
+  """Rows of `per_row` inputs x: f[n, P*P], each row followed by its reconstructions."""
+  x, recon = np.asarray(x), np.asarray(recon)
+  side = int(round(math.sqrt(x.shape[1])))
+  rows = []
+  for s in range(0, len(x), per_row):
+    rows += [x[s:s + per_row], recon[s:s + per_row]]
+  tiles = np.concatenate([np.pad(r, ((0, per_row - len(r)), (0, 0)), constant_values=1)
+                          for r in rows])
+  fig, ax = plt.subplots(figsize=(0.8 * per_row, 0.85 * len(rows) + 0.6))
+  _show(ax, mosaic(tiles.reshape(-1, side, side), per_row), title)
+  _save(fig, path)
+
+
+def cost_curves(history: Sequence[dict], path, title: str = "", ylabel: str = "J") -> None:
+  """Train and held-out cost (keys train_J, val_J) per epoch or per iteration, log scale."""
+  step = "epoch" if history and "epoch" in history[0] else "iteration"
+  fig, ax = plt.subplots(figsize=(6, 4))
+  xs = [r[step] for r in history]
+  ax.plot(xs, [r["train_J"] for r in history], "o-", ms=2, label=f"train {ylabel}")
+  ax.plot(xs, [r["val_J"] for r in history], "o-", ms=2, label=f"held-out {ylabel}")
+  ax.set(xlabel=step, ylabel=ylabel, title=title, yscale="log")
+  ax.grid(alpha=0.3)
+  ax.legend()
+  _save(fig, path)

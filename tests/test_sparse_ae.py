@@ -1,8 +1,36 @@
-"""Sparse autoencoder: the seed's code as reference, gradients (hand-derived and jax.grad)
-against finite differences, the solvers, and tiny end-to-end runs of both experiments."""
+"""Sparse autoencoder: jax.grad of the cost against finite differences (what training follows),
+the seed's `aeCost` as a named reference, the L-BFGS solver with its checkpoints, and tiny
+end-to-end runs of both experiments.
+
+The seed's hand-derived gradient lives here only, as `seed_ae_cost` (its appendix code). That
+code is right; its *written* derivation (section 1.2) is not, in five places:
+
+1. dMSE/dW_out = W_hid^T delta_out and dMSE/dW_hid = W_out^T delta_hid multiply by the weight
+   matrices (the shapes do not even agree); the factors are the layer *inputs*: H^T delta_out
+   and X^T delta_hid.
+2. delta_out = -sigma'(V_out) (X - Y) has no 1/N while the bias derivatives carry one, so the
+   weight derivatives come out N times too large; the 1/N belongs in delta_out (the code has it).
+3. dKL/dW_hid = beta[(1-rho)/(1-rho_b) - rho/rho_b], added straight onto W_hid's gradient as a
+   column: rho_b depends on W_hid only through rho_b = mean_i sigma(x_i W_hid + b_hid), so the
+   chain rule multiplies by 1/N, sigma'(V_hid) and the input x:
+   dKL/dW_hid[a, b] = beta[...]_b (1/N) sum_i sigma'(V_hid)_ib x_ia.
+4. dKL/db_hid = 0 is wrong for the same reason: it is beta[...]_b (1/N) sum_i sigma'(V_hid)_ib.
+5. delta_hid = sigma'(V_hid) (W_out^T delta_out) leaves the KL term out; the corrected
+       delta_hid = sigma'(V_hid) * (delta_out W_out^T + beta[(1-rho)/(1-rho_b) - rho/rho_b] / N)
+   carries items 3 and 4, and then dJ/dW_hid = X^T delta_hid + lam W_hid, dJ/db_hid = sum_i
+   delta_hid. That corrected form is what the appendix code computes.
+
+(Two smaller slips: the forward pass is written Y = sigma(sigma(X W_hid)) without W_out and the
+biases, and rho_b with an elementwise product X (.) W_hid where a matrix product is meant.)
+`written_derivation_grad` below is the written form with slips 1-2 fixed; it fails the check.
+"""
 
 import dataclasses
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -11,13 +39,15 @@ import optax
 import pytest
 
 from experiments import sparse_ae as exp
+from jaxml import plots
 from jaxml.gradcheck import check_grad
 from jaxml.models import sparse_autoencoder as sae
 from tests.test_data_patches import write_data1
-from tests.test_run_cli import assert_one_line_error, run_cli
+from tests.test_run_cli import ROOT, assert_one_line_error, run_cli
 
 F64 = jnp.float64
 PNG = b"\x89PNG\r\n\x1a\n"
+COSTS = [dict(), dict(lam=0.0, beta=0.0), dict(lam=0.0, beta=3.0, rho=0.02)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,25 +103,33 @@ def written_derivation_grad(params, x, cfg):
           "w2": hid.T @ d_out + cfg.lam * params["w2"], "b2": d_out.sum(axis=0)}
 
 
-def test_cost_and_analytic_gradient_equal_the_seeds_code(allclose):
-  params, x = _problem()
-  cfg = Cost()
-  j_seed, g_seed = seed_ae_cost(params, x, cfg.lam, cfg.beta, cfg.rho)
-  for cost_fn in (sae.ae_cost, sae.ae_cost_analytic):
-    j, g = jax.jit(cost_fn, static_argnums=2)(params, x, cfg)
-    assert float(j) == pytest.approx(j_seed, rel=1e-12)
-    assert allclose(g, g_seed, rtol=1e-10, atol=1e-13)
-
-
-@pytest.mark.parametrize("cfg", [Cost(), Cost(lam=0.0, beta=0.0), Cost(lam=0.0, beta=3.0, rho=0.02)])
-def test_analytic_gradient_equals_jax_grad(cfg, allclose):
+@pytest.mark.parametrize("cost", COSTS)
+def test_cost_and_jax_grad_match_the_seeds_aeCost(cost):
+  """A pin on the seed's equations: J and jax.grad of it equal the seed's appendix aeCost (its
+  hand-derived gradient). A deliberate change of the cost fails here and only here."""
   params, x = _problem(n=11, n_in=9, hidden=5, seed=3)
-  j1, g1 = jax.jit(sae.ae_cost, static_argnums=2)(params, x, cfg)
-  j2, g2 = sae.ae_cost_analytic(params, x, cfg)  # without jit too
-  assert float(j1) == pytest.approx(float(j2), rel=1e-14)
-  assert allclose(g1, g2, rtol=1e-10, atol=1e-14)
-  # jax.grad through the custom-VJP objective returns the hand-derived gradient
-  assert allclose(jax.grad(sae.objective_analytic)(params, x, cfg), g2, rtol=1e-14, atol=0)
+  cfg = Cost(**cost)
+  j_seed, g_seed = seed_ae_cost(params, x, cfg.lam, cfg.beta, cfg.rho)
+  for jit in (True, False):
+    fn = jax.jit(sae.ae_cost, static_argnums=2) if jit else sae.ae_cost
+    j, g = fn(params, x, cfg)
+    err = max(float(np.max(np.abs(np.asarray(g[k]) - g_seed[k])) / np.max(np.abs(g_seed[k])))
+              for k in g_seed)
+    assert float(j) == pytest.approx(j_seed, rel=1e-12) and err < 1e-10, (
+        f"sparse_autoencoder.objective (J {float(j):.12g}) or jax.grad of it no longer matches "
+        f"the seed's aeCost (J {j_seed:.12g}, its hand-derived gradient: largest relative "
+        f"difference {err:.3g}). If you changed the cost on purpose this pin is expected to "
+        f"fail; the finite-difference tests check the new cost")
+
+
+@pytest.mark.parametrize("cost", COSTS)
+def test_the_seeds_aeCost_gradient_against_finite_differences(cost):
+  """The reference itself is right (so the pin above pins a correct gradient)."""
+  params, x = _problem()
+  cfg = Cost(**cost)
+  res = check_grad(lambda p: sae.objective(p, x, cfg), params,
+                   grad_fn=lambda p: seed_ae_cost(p, x, cfg.lam, cfg.beta, cfg.rho)[1])
+  assert res.max_rel_error < 1e-7, res.max_rel_error
 
 
 @pytest.mark.parametrize("term", ["mse", "tikhonov", "kl", "total"])
@@ -99,16 +137,6 @@ def test_each_term_against_finite_differences(term):
   params, x = _problem()
   cfg = Cost()
   res = check_grad(lambda p: sae.cost_terms(p, x, cfg)[term], params)
-  assert res.max_rel_error < 1e-7, res.max_rel_error
-  # the hand-derived gradient of each term: J is linear in lam and beta, so a term's gradient
-  # is the difference of two analytic gradients
-  grad = lambda c: sae.ae_cost_analytic(params, x, c)[1]
-  zero = Cost(lam=0.0, beta=0.0)
-  analytic = {"mse": lambda p: grad(zero),
-              "tikhonov": lambda p: jax.tree.map(jnp.subtract, grad(Cost(beta=0.0)), grad(zero)),
-              "kl": lambda p: jax.tree.map(jnp.subtract, grad(Cost(lam=0.0)), grad(zero)),
-              "total": lambda p: grad(cfg)}[term]
-  res = check_grad(lambda p: sae.cost_terms(p, x, cfg)[term], params, grad_fn=analytic)
   assert res.max_rel_error < 1e-7, res.max_rel_error
 
 
@@ -128,7 +156,28 @@ def test_larger_model_along_random_directions():
   params, x = _problem(n=20, n_in=64, hidden=10, seed=5)
   cfg = Cost(lam=5e-4, beta=2.0, rho=0.025)
   res = check_grad(lambda p: sae.objective(p, x, cfg), params, mode="directions",
-                   n_directions=6, grad_fn=lambda p: sae.ae_cost_analytic(p, x, cfg)[1])
+                   n_directions=6)
+  assert res.max_rel_error < 1e-7, res.max_rel_error
+
+
+def test_training_follows_jax_grad_of_the_reported_cost(monkeypatch):
+  """The train loop's gradient is jax.grad of the J that evaluation reports, also after the
+  cost is edited (here: the sparsity term doubled at run time)."""
+  params, x = _problem(n=8, n_in=16, hidden=4)
+  cfg = exp.Config(hidden=4, rho=0.1)
+  batch = {"x": x, "weight": jnp.ones(len(x), F64)}
+  train_grad = lambda: jax.grad(lambda p: exp.make_loss_fn(cfg)(p, batch, train=True,
+                                                                key=None)[0])(params)
+  reported = lambda p: exp.evaluate(p, np.asarray(x), cfg)["J"]
+  before = train_grad()
+  kl = sae.kl_bernoulli
+  monkeypatch.setattr(sae, "kl_bernoulli", lambda rho, r: 2 * kl(rho, r))
+  after = train_grad()
+  assert not np.allclose(after["b1"], before["b1"])
+  np.testing.assert_allclose(float(exp.make_loss_fn(cfg)(params, batch, train=True, key=None)[0]),
+                             reported(params), rtol=1e-12)
+  res = check_grad(lambda p: sae.cost_terms(p, x, cfg)["total"], params,
+                   grad_fn=lambda p: after)
   assert res.max_rel_error < 1e-7, res.max_rel_error
 
 
@@ -167,33 +216,28 @@ def test_one_sgd_step_changes_every_parameter():
   assert all(bool(jnp.all(a != b)) for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(params)))
 
 
-def test_lbfgs_in_chunks_equals_one_loop_and_lowers_j(tmp_path):
+def test_lbfgs_solver_checkpoints_and_reuses_a_finished_run(tmp_path):
   params, x = _problem(n=40, n_in=16, hidden=4, seed=2)
+  params, x = jax.tree.map(lambda v: v.astype(jnp.float32), (params, x))
   cfg = exp.Config(hidden=4, rho=0.1, solver="lbfgs", lbfgs_iters=12, lbfgs_log_every=5,
                    lbfgs_tol=0.0)
-  opt, chunk = exp.make_lbfgs_chunk(cfg)
-  whole, _ = chunk(params, opt.init(params), x, 12)
-  out, history, info = exp.train_lbfgs(cfg, params, np.asarray(x), np.asarray(x[:8]),
-                                       log=lambda m: None, ckpt_path=tmp_path / "c.npz",
-                                       signature={"s": 1})
+  train = lambda sig: exp.train_lbfgs(cfg, params, np.asarray(x), np.asarray(x[:8]),
+                                      log=lambda m: None, ckpt_dir=tmp_path / "c", signature=sig)
+  out, history, info = train({"s": 1})
   assert [r["iteration"] for r in history] == [5, 10, 12] and info["iterations"] == 12
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12), out, whole)
   assert history[-1]["train_J"] < float(sae.objective(params, x, cfg))
-  # a finished checkpoint is reused; one made with another signature is refused
-  again, _, info2 = exp.train_lbfgs(cfg, params, np.asarray(x), np.asarray(x[:8]),
-                                    log=lambda m: None, ckpt_path=tmp_path / "c.npz",
-                                    signature={"s": 1})
+  assert sorted(int(p.name) for p in (tmp_path / "c").iterdir()) == [10, 12]  # orbax keeps 2
+  again, _, info2 = train({"s": 1})
   assert info2["resumed_from_iteration"] == 12
   jax.tree.map(np.testing.assert_array_equal, again, out)
   with pytest.raises(exp.UserError, match="different config"):
-    exp.train_lbfgs(cfg, params, np.asarray(x), np.asarray(x[:8]), log=lambda m: None,
-                    ckpt_path=tmp_path / "c.npz", signature={"s": 2})
+    train({"s": 2})
 
 
 def test_mosaic_and_filter_images():
-  tiles = exp.filter_images(np.arange(2 * 9, dtype=np.float64).reshape(9, 2))
+  tiles = plots.filter_images(np.arange(2 * 9, dtype=np.float64).reshape(9, 2))
   assert tiles.shape == (2, 3, 3) and tiles.min() == 0 and tiles.max() == 1
-  m = exp.mosaic(tiles, cols=2, pad=1)
+  m = plots.mosaic(tiles, cols=2, pad=1)
   assert m.shape == (5, 9)
   np.testing.assert_array_equal(m[1:4, 5:8], tiles[1])
 
@@ -218,8 +262,7 @@ def test_tiny_seed_sweep_on_a_seed_format_file(tmp_path):
   data = write_data1(tmp_path / "data1.h5", n=120)
   work = tmp_path / "w"
   proc = run_cli("--exp=sparse_ae_sweep", "--preset=seed", "--tiny", f"--data_path={data}",
-                 f"--workdir={work}", "--config.sweep_hidden=4,9", "--config.sweep_lam=1e-3",
-                 "--config.gradient=autodiff")
+                 f"--workdir={work}", "--config.sweep_hidden=4,9", "--config.sweep_lam=1e-3")
   assert proc.returncode == 0, proc.stderr[-3000:]
   res = _results(work)
   assert res["config"]["solver"] == "sgd" and res["config"]["learning_rate"] == 0.075
@@ -240,3 +283,32 @@ def test_bad_h5_exits_2_and_writes_nothing(tmp_path):
   proc = run_cli("--exp=sparse_ae", "--tiny", f"--data_path={data}", f"--workdir={work}")
   assert_one_line_error(proc, r"'data' has shape \(10, 16, 16\)")
   assert not work.exists()
+
+
+def test_sigterm_during_lbfgs_checkpoints_and_the_rerun_ends_like_one_run(tmp_path):
+  """SIGTERM mid-run: the running L-BFGS chunk finishes and is checkpointed, one error line,
+  status 143; the rerun resumes and ends with exactly the metrics of an uninterrupted run."""
+  args = ["--exp=sparse_ae", "--tiny", "--config.lbfgs_iters=40", "--config.lbfgs_log_every=1",
+          "--config.lbfgs_tol=0"]
+  full = run_cli(*args, f"--workdir={tmp_path / 'full'}")
+  assert full.returncode == 0, full.stderr[-2000:]
+  env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
+  proc = subprocess.Popen([sys.executable, "-m", "experiments.run", *args,
+                           f"--workdir={tmp_path / 'cut'}"], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  for line in proc.stdout:
+    if line.startswith("lbfgs iter"):
+      break
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 143, err[-2000:]
+  assert "SIGTERM received: saving a checkpoint" in out
+  assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+  assert err.startswith("error: interrupted by SIGTERM; saved a checkpoint after L-BFGS "
+                        "iteration"), err
+  again = run_cli(*args, f"--workdir={tmp_path / 'cut'}")
+  assert again.returncode == 0 and "resuming from L-BFGS iteration" in again.stdout
+  a = _results(tmp_path / "full")["metrics"]
+  b = _results(tmp_path / "cut")["metrics"]
+  assert b.pop("resumed_from_iteration") >= 1
+  assert a == b
