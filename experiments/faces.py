@@ -29,7 +29,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
 from skimage.transform import resize
 
@@ -39,6 +38,7 @@ from jaxml import config as config_lib
 from jaxml import detect, plots
 from jaxml.augment import random_affine
 from jaxml.classical.fisher import lda_decision, lda_fit
+from jaxml.classical.pca import pca_fit, pca_transform
 from jaxml.config import require
 from jaxml.data import faces
 from jaxml.data.splits import stratified_holdout
@@ -224,9 +224,9 @@ def run_detect(cfg: DetectConfig, ctx: RunContext) -> dict:
                 for b, s in zip(boxes, scores)]
   ctx.log(f"{len(detections)} detections: " + "; ".join(
       f"{d['box']} p={d['score']:.3f}" for d in detections[:5]))
-  _draw_detections(photo, boxes, scores, ctx.workdir / "detections.png",
-                   f"{photo_name}: {len(boxes)} detection(s) (p >= {cfg.threshold}, NMS IoU "
-                   f"{cfg.nms_iou}, >= {cfg.min_neighbours} windows each)")
+  plots.boxes_on_image(photo, boxes, scores, ctx.workdir / "detections.png",
+                       f"{photo_name}: {len(boxes)} detection(s) (p >= {cfg.threshold}, NMS "
+                       f"IoU {cfg.nms_iou}, >= {cfg.min_neighbours} windows each)")
   _error_grid(x[te], y[te], extras["logits"]["test"], ctx.workdir / "test_errors.png")
   # 97% of the crops are non-faces, so accuracy alone flatters; report each class too.
   pred = extras["logits"]["test"].argmax(-1)
@@ -238,17 +238,6 @@ def run_detect(cfg: DetectConfig, ctx: RunContext) -> dict:
   out["metrics"]["detections"] = detections
   out["data"] = note
   return out
-
-
-def _draw_detections(photo, boxes, scores, path, title: str) -> None:
-  fig, ax = plt.subplots(figsize=(7, 7 * photo.shape[0] / photo.shape[1]))
-  ax.imshow(photo, cmap="gray", vmin=0, vmax=1)
-  for (x0, y0, x1, y1), s in zip(boxes, scores):
-    ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="lime", lw=2))
-    ax.text(x0, y0 - 3, f"{s:.2f}", color="lime", fontsize=9, va="bottom")
-  ax.set_title(title, fontsize=9)
-  ax.axis("off")
-  plots._save(fig, path)
 
 
 def _error_grid(x, y, logits, path) -> None:
@@ -293,19 +282,6 @@ def recognition_validate(cfg: RecognitionConfig) -> None:
           (cfg.height, cfg.width))
   require(cfg.eigen_components >= 1, "eigen_components", ">= 1", cfg.eigen_components)
   require(0 <= cfg.fisher_shrinkage < 1, "fisher_shrinkage", "in [0, 1)", cfg.fisher_shrinkage)
-
-
-def pca_fit(x: np.ndarray, k: int) -> dict:
-  """x: f[n, d] -> {"mean": f[d], "components": f[d, k']} with k' = min(k, n - 1) (the centred
-  data has rank at most n - 1), by SVD of the centred data."""
-  mean = x.mean(0)
-  _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
-  return {"mean": mean, "components": vt[: min(k, len(x) - 1)].T}
-
-
-def pca_transform(pca: dict, x: np.ndarray) -> np.ndarray:
-  """x: f[n, d] -> f[n, k']."""
-  return (x - pca["mean"]) @ pca["components"]
 
 
 def eigenfaces_predict(x_train, y_train, x_test, k: int) -> np.ndarray:

@@ -25,17 +25,17 @@ from typing import Literal
 
 import jax
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
 
 from experiments.base import Experiment, ReportInfo, RunContext, first_existing
 from jaxml import config as config_lib
+from jaxml import plots
+from jaxml.classical.pca import pca_fit, pca_transform
 from jaxml.config import require
 from jaxml.data import ngrams
 from jaxml.io import write_text
 from jaxml.losses import normalize_sums
 from jaxml.models import ngram_lm
-from jaxml.plots import _save
 from jaxml.train import TrainConfig, fit, make_evaluate, validate_train_config
 
 
@@ -72,15 +72,8 @@ def seed_preset() -> Config:
 
 def default_preset() -> Config:
   """Our recipe for the same architecture: Adam with a cosine decay from lr 3e-3, Xavier init,
-  dropout 0.1, batch 200, at most 40 epochs (patience 5).
-
-  Measured (--seed=0, 2-core CPU) with the (32, 256) net on a 49k-4-gram corpus (the Python
-  standard library's docstrings, benchmarks/docstring_corpus.py), validation cross-entropy:
-  no dropout 2.809 at 20 epochs, 2.781 at 40 (it overfits); dropout 0.1 2.728 (0.25: 2.791);
-  AdamW weight decay 0.1 2.864. On the embedded KJV the seed's SGD (lr 0.15, momentum 0.85,
-  N(0, 0.01) init) early-stops at val 2.686 (test 2.682) for (32, 256), this recipe reaches val
-  2.621 (test 2.606); dropout costs the smallest net a little (D8_P64 test 2.895 vs 2.842).
-  """
+  dropout 0.1, batch 200, at most 40 epochs (patience 5). How it was chosen and what it
+  measures: BUILD_NOTES.md and README.md."""
   return Config(optimizer="adam", learning_rate=3e-3, momentum=0.0, lr_schedule="cosine",
                 init_scheme="xavier", init_std=0.1, dropout=0.1, epochs=40, patience=5)
 
@@ -154,27 +147,6 @@ def train_one(cfg: Config, data: ngrams.NgramData, d: int, p: int, *, ctx: RunCo
 
 
 # ----------------------------------------------------------------------------- outputs
-def plot_curves(histories: dict, path, source: str, dropout: float = 0.0) -> None:
-  """Train (solid) and validation (dashed) cross-entropy per epoch, one colour per (D, P).
-
-  The train curve is the mean over the epoch's steps, so with dropout it is measured on the
-  thinned net (and sits above the validation curve early on)."""
-  train_label = f"train (dropout {dropout:g})" if dropout else "train"
-  fig, ax = plt.subplots(figsize=(7, 4.5))
-  colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-  for (name, hist), color in zip(histories.items(), colors):
-    epochs = [r["epoch"] for r in hist]
-    ax.plot(epochs, [r["train_loss"] for r in hist], "o-", ms=2, color=color,
-            label=f"{name} {train_label}")
-    ax.plot(epochs, [r["val_loss"] for r in hist], "s--", ms=2, color=color,
-            label=f"{name} validation")
-  ax.set(xlabel="epoch", ylabel="cross-entropy (nats per word)",
-         title=f"4-gram language model on {source}")
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
-  _save(fig, path)
-
-
 def predictions_text(all_params: dict, data: ngrams.NgramData, cfg: Config, seed: int) -> str:
   """The cfg.top_k most probable 4th words of cfg.n_trigrams random test trigrams, per (D, P)."""
   rng = np.random.default_rng(seed)
@@ -191,24 +163,6 @@ def predictions_text(all_params: dict, data: ngrams.NgramData, cfg: Config, seed
                    f"[actual: {data.words[y]}]")
     lines.append("")
   return "\n".join(lines)
-
-
-def pca_2d(e: np.ndarray) -> np.ndarray:
-  """e: f[V, D] -> f[V, 2], the coordinates along the two leading principal axes."""
-  e = np.asarray(e, np.float64)
-  e = e - e.mean(axis=0)
-  _, _, vt = np.linalg.svd(e, full_matrices=False)
-  return e @ vt[:2].T if vt.shape[0] >= 2 else np.pad(e @ vt.T, ((0, 0), (0, 1)))
-
-
-def plot_embeddings(embed: np.ndarray, words, path, title: str) -> None:
-  xy = pca_2d(embed)
-  fig, ax = plt.subplots(figsize=(13, 11))
-  ax.scatter(xy[:, 0], xy[:, 1], s=4, alpha=0.4)
-  for (px, py), w in zip(xy, words):
-    ax.annotate(w, (px, py), fontsize=7)
-  ax.set(xlabel="principal axis 1", ylabel="principal axis 2", title=title)
-  _save(fig, path)
 
 
 # ----------------------------------------------------------------------------- run
@@ -228,12 +182,20 @@ def run(cfg: Config, ctx: RunContext) -> dict:
     histories[name] = [{k: r[k] for k in ("epoch", "train_loss", "val_loss", "seconds")}
                        for r in result.history]
   best = min(configs, key=lambda n: configs[n]["val_cross_entropy"])
-  plot_curves(histories, ctx.workdir / "cross_entropy.png", data.source, cfg.dropout)
+  # With dropout the train curve is measured on the thinned net (above validation early on).
+  plots.run_curves(histories, ctx.workdir / "cross_entropy.png",
+                   title=f"4-gram language model on {data.source}",
+                   ylabel="cross-entropy (nats per word)",
+                   train_label=f"train (dropout {cfg.dropout:g})" if cfg.dropout else "train")
   text = predictions_text(all_params, data, cfg, ctx.seed)
   write_text(ctx.workdir / "predictions.txt", text)
   ctx.log(text)
-  plot_embeddings(all_params[best]["embed"], data.words, ctx.workdir / "embeddings.png",
-                  f"word embeddings of {best} (PCA), {data.source}")
+  embed = np.asarray(all_params[best]["embed"], np.float64)
+  xy = pca_transform(pca_fit(embed, 2), embed)
+  plots.labelled_points(np.pad(xy, ((0, 0), (0, 2 - xy.shape[1]))), data.words,  # D = 1: pad
+                        ctx.workdir / "embeddings.png",
+                        title=f"word embeddings of {best} (PCA), {data.source}",
+                        xlabel="principal axis 1", ylabel="principal axis 2")
   summary = " | ".join(f"{n}: test {m['test_cross_entropy']:.4f}" for n, m in configs.items())
   ctx.log(f"test cross-entropy (nats/word): {summary}; best on validation: {best}")
   metrics = {"test_cross_entropy": configs[best]["test_cross_entropy"],

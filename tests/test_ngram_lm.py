@@ -98,14 +98,6 @@ def test_top_k_is_sorted_and_matches_argsort():
   np.testing.assert_array_equal(np.asarray(ids)[:, 0], full.argmax(axis=1))
 
 
-def test_pca_2d_orders_axes_by_variance():
-  rng = np.random.default_rng(0)
-  e = rng.standard_normal((50, 5)) * np.array([5.0, 0.1, 2.0, 0.1, 0.1])
-  xy = exp.pca_2d(e)
-  assert xy.shape == (50, 2) and xy[:, 0].var() > xy[:, 1].var() > 1.0
-  assert abs(np.corrcoef(xy[:, 0], e[:, 0])[0, 1]) > 0.99
-
-
 def test_validate_rejects_mismatched_sizes():
   from jaxml.errors import UserError
   import dataclasses

@@ -7,6 +7,7 @@
     logistic.py       multinomial logistic regression with L2, L-BFGS (optax)
     svm.py            linear SVM (one-vs-rest squared hinge) and kernel SVM (one-vs-one SMO)
     mlp.py            MLP with the cross-entropy or the squared error
+    pca.py            principal component analysis (SVD of the centred data)
     common.py         one-hot targets, L-BFGS loop, holdout search
 
 Each classifier is `<name>_fit(x, y, ...) -> params` and `<name>_decision(params, x) -> scores`
