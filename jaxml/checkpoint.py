@@ -38,6 +38,20 @@ def resume_point(directory) -> str | None:
   return f"epoch {epoch}"
 
 
+def refuse_another_run(directory, meta: dict, signature, fingerprint: str) -> None:
+  """Raises UserError (one line naming --restart) unless the checkpoint whose JSON part is
+  `meta` was written by the same run (`signature`: config, data; None skips that check) and the
+  same computation (`fingerprint` of the lowered programs, jaxml.train.computation_fingerprint)."""
+  fix = "pass --restart to start over or choose another --workdir"
+  if signature is not None and meta.get("signature") != signature:
+    raise UserError(f"{directory} holds a run with a different config or data; {fix}")
+  if meta.get("fingerprint") != fingerprint:
+    raise UserError(f"{directory} holds a run of a different computation (the model, loss "
+                    f"or optimizer code changed since it was written: fingerprint "
+                    f"{meta.get('fingerprint')} vs {fingerprint}), so continuing it would mix two "
+                    f"models; {fix}")
+
+
 class Checkpointer:
   """Saves and restores `(tree, meta)` pairs keyed by epoch in `directory`."""
 

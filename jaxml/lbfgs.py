@@ -19,8 +19,8 @@ import optax
 from jax import lax
 
 from jaxml import interrupt
-from jaxml.checkpoint import Checkpointer
-from jaxml.errors import DivergenceError, UserError
+from jaxml.checkpoint import Checkpointer, refuse_another_run
+from jaxml.errors import DivergenceError
 from jaxml.train import computation_fingerprint
 
 
@@ -160,14 +160,6 @@ def _restore(ckpt, params, state, signature, fingerprint):
   """((params, state), history, stop_reason) from the newest checkpoint, if it was written by
   the same run (signature) and the same computation (fingerprint); else UserError."""
   last = ckpt.latest_epoch()
-  meta = ckpt.read_meta(last)
-  fix = "pass --restart to start over or choose another --workdir"
-  if meta.get("signature") != signature:
-    raise UserError(f"{ckpt.directory} holds a run with a different config or data; {fix}")
-  if meta.get("fingerprint") != fingerprint:
-    raise UserError(f"{ckpt.directory} holds a run of a different computation (the cost or "
-                    f"solver code changed since it was written: fingerprint "
-                    f"{meta.get('fingerprint')} vs {fingerprint}), so continuing it would mix "
-                    f"two models; {fix}")
+  refuse_another_run(ckpt.directory, ckpt.read_meta(last), signature, fingerprint)
   tree, meta = ckpt.restore(last, {"params": params, "opt_state": state})
   return (tree["params"], tree["opt_state"]), meta["history"], meta.get("stop_reason")

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,20 @@ def run_cli(*args, cwd=ROOT):
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
   return subprocess.run([sys.executable, "-m", "experiments.run", *args], cwd=cwd, env=env,
                         capture_output=True, text=True, timeout=300)
+
+
+def run_cli_sigterm(trigger: str, *args):
+  """Runs the command line and sends it SIGTERM once a line of its output starts with
+  `trigger`. Returns (the finished process, its stdout, its stderr)."""
+  env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
+  proc = subprocess.Popen([sys.executable, "-m", "experiments.run", *args], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  for line in proc.stdout:
+    if line.startswith(trigger):
+      break
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=120)
+  return proc, out, err
 
 
 def assert_one_line_error(proc, pattern, status=2):
@@ -171,18 +186,9 @@ def test_sigterm_checkpoints_where_training_stands_and_the_rerun_resumes(args, t
                                                                          tmp_path):
   """SIGTERM during training: a checkpoint where training stands, one error line, status 143;
   the rerun says it resumes and ends with exactly the metrics of an uninterrupted run."""
-  import signal
   full = run_cli(*args, f"--workdir={tmp_path / 'full'}")
   assert full.returncode == 0, full.stderr[-2000:]
-  env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
-  proc = subprocess.Popen([sys.executable, "-m", "experiments.run", *args,
-                           f"--workdir={tmp_path / 'cut'}"], cwd=ROOT, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-  for line in proc.stdout:
-    if line.startswith(trigger):
-      break
-  proc.send_signal(signal.SIGTERM)
-  out, err = proc.communicate(timeout=120)
+  proc, out, err = run_cli_sigterm(trigger, *args, f"--workdir={tmp_path / 'cut'}")
   assert proc.returncode == 143, err[-2000:]
   assert "SIGTERM received: saving a checkpoint" in out
   assert "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -27,10 +27,6 @@ biases, and rho_b with an elementwise product X (.) W_hid where a matrix product
 
 import dataclasses
 import json
-import os
-import signal
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +39,7 @@ from jaxml import plots
 from jaxml.gradcheck import check_grad
 from jaxml.models import sparse_autoencoder as sae
 from tests.test_data_patches import write_data1
-from tests.test_run_cli import ROOT, assert_one_line_error, run_cli
+from tests.test_run_cli import assert_one_line_error, run_cli, run_cli_sigterm
 
 F64 = jnp.float64
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -292,15 +288,7 @@ def test_sigterm_during_lbfgs_checkpoints_and_the_rerun_ends_like_one_run(tmp_pa
           "--config.lbfgs_tol=0"]
   full = run_cli(*args, f"--workdir={tmp_path / 'full'}")
   assert full.returncode == 0, full.stderr[-2000:]
-  env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
-  proc = subprocess.Popen([sys.executable, "-m", "experiments.run", *args,
-                           f"--workdir={tmp_path / 'cut'}"], cwd=ROOT, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-  for line in proc.stdout:
-    if line.startswith("lbfgs iter"):
-      break
-  proc.send_signal(signal.SIGTERM)
-  out, err = proc.communicate(timeout=120)
+  proc, out, err = run_cli_sigterm("lbfgs iter", *args, f"--workdir={tmp_path / 'cut'}")
   assert proc.returncode == 143, err[-2000:]
   assert "SIGTERM received: saving a checkpoint" in out
   assert "Traceback" not in err and len(err.strip().splitlines()) == 1
