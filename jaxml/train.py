@@ -43,7 +43,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxml import interrupt, runtime
-from jaxml.checkpoint import Checkpointer
+from jaxml.checkpoint import Checkpointer, refuse_another_run
 from jaxml.config import require
 from jaxml.errors import DivergenceError, UserError
 from jaxml.losses import normalize_sums
@@ -398,14 +398,7 @@ def _restore(ckpt, state, params, signature, fingerprint, epochs, log):
     return state, progress, 1, None
   last = ckpt.latest_epoch()
   meta = ckpt.read_meta(last)
-  fix = "pass --restart to start over or choose another --workdir"
-  if signature is not None and meta.get("signature") != signature:
-    raise UserError(f"{ckpt.directory} holds a run with a different config or data; {fix}")
-  if meta.get("fingerprint") != fingerprint:
-    raise UserError(f"{ckpt.directory} holds a run of a different computation (the model, loss "
-                    f"or optimizer code changed since it was written: fingerprint "
-                    f"{meta.get('fingerprint')} vs {fingerprint}), so continuing it would mix two "
-                    f"models; {fix}")
+  refuse_another_run(ckpt.directory, meta, signature, fingerprint)
   tree, _ = ckpt.restore(last, {"state": state, "best_params": params})
   progress = _Progress(best_params=_host(tree["best_params"]), best_val=meta["best_val"],
                        best_epoch=meta["best_epoch"], bad_epochs=meta["bad_epochs"],
