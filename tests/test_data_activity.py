@@ -28,6 +28,7 @@ def test_seed_h5_roundtrip(tmp_path):
   assert data.x_train.shape == (12, 10, 3) and data.x_train.dtype == np.float32
   assert data.y_train.tolist() == [0, 1, 2, 3, 4, 5] * 2
   assert data.class_names == activity.SEED_CLASSES
+  assert data.len_train is None and data.len_test is None  # equal length: no lengths carried
   # a directory holding data3.h5 works too
   assert activity.load_activity(str(tmp_path)).x_test.shape == (6, 10, 3)
 
@@ -88,7 +89,7 @@ def test_wisdm_windows_split_by_user_and_skip_malformed(tmp_path, capsys):
   # 40-sample runs give 4 windows each; user 3's Sitting run has 41 samples, still 4 windows
   assert len(data.y_train) + len(data.y_test) == 3 * 3 * 4
   assert len(data.y_test) == 12
-  assert data.x_train.shape[1:] == (10, 3)
+  assert data.x_train.shape[1:] == (10, 3) and not data.variable_length
   # x of every window is the run's consecutive samples
   np.testing.assert_allclose(np.diff(data.x_train[0, :, 0]), 0.1, atol=1e-5)
 
@@ -112,6 +113,7 @@ def test_embedded_basic_motions():
   assert data.x_train.shape == (40, 100, 6) and data.x_test.shape == (40, 100, 6)
   assert set(data.class_names) == {"standing", "running", "walking", "badminton"}
   assert np.bincount(data.y_train).tolist() == [10, 10, 10, 10]
+  assert not data.variable_length and "series_length" not in data.describe()
   acc = activity.load_activity(None, channels="accelerometer")
   np.testing.assert_array_equal(acc.x_train, data.x_train[..., :3])
 

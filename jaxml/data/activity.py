@@ -4,13 +4,18 @@
   downstairs, jogging, sitting, standing, upstairs, walking (the seed's file: 3000 / 600);
 * the public WISDM v1.1 raw file (`WISDM_ar_v1.1_raw.txt`, records `user,activity,timestamp,
   x,y,z;` at 20 Hz): cut into windows per (user, activity) run, train/test split by user;
-* UEA/sktime `.ts` files (`NAME_TRAIN.ts` beside `NAME_TEST.ts`). The embedded default is
-  BasicMotions, which sktime ships: a smartwatch's 3-axis accelerometer and 3-axis gyroscope at
-  10 Hz, 100 steps, 4 activities (standing, running, walking, badminton), 40 train / 40 test.
+* UEA/sktime `.ts` files (`NAME_TRAIN.ts` beside `NAME_TEST.ts`), equal or variable length
+  (`@equalLength false`, or trailing NaN/'?' padding): each series keeps its own length, x is
+  zero-padded to the longest series of both files and `len_train`/`len_test` hold the lengths.
+  The embedded default is BasicMotions, which sktime ships: a smartwatch's 3-axis accelerometer
+  and 3-axis gyroscope at 10 Hz, 100 steps, 4 activities (standing, running, walking,
+  badminton), 40 train / 40 test.
 
-Every loader returns `ClassificationData` with x: f32[n, time, channels], y: int32[n].
+Every loader returns `ClassificationData` with x: f32[n, time, channels], y: int32[n] (and
+int32[n] lengths for variable-length .ts data; None elsewhere).
 """
 
+import dataclasses
 import importlib.util
 import re
 from pathlib import Path
@@ -76,14 +81,12 @@ def select_channels(data: ClassificationData, channels: str) -> ClassificationDa
   if max(idx) >= n_ch:
     raise UserError(f"--config.channels={channels} needs 6 channels but {data.source} has "
                     f"{n_ch}; use --config.channels=all")
-  return ClassificationData(data.x_train[..., idx], data.y_train, data.x_test[..., idx],
-                            data.y_test, data.class_names, data.source,
-                            dict(data.notes, channels=f"{channels} (columns {list(idx)})"))
+  return dataclasses.replace(data, x_train=data.x_train[..., idx], x_test=data.x_test[..., idx],
+                             notes=dict(data.notes, channels=f"{channels} (columns {list(idx)})"))
 
 
 def _with_notes(data: ClassificationData, **notes) -> ClassificationData:
-  return ClassificationData(data.x_train, data.y_train, data.x_test, data.y_test,
-                            data.class_names, data.source, dict(data.notes, **notes))
+  return dataclasses.replace(data, notes=dict(data.notes, **notes))
 
 
 # ----------------------------------------------------------------------------- seed h5
@@ -224,8 +227,19 @@ def basic_motions_path() -> Path:
   return path
 
 
+def _ts_values(text: str) -> np.ndarray:
+  """One dimension of a .ts case, "1.0,2.5,?" -> f64[steps] ('?' and NaN read as NaN)."""
+  return np.array([np.nan if v.strip() == "?" else v for v in text.split(",")], np.float64)
+
+
 def read_ts(path):
-  """One UEA `.ts` file -> (x f32[n, time, channels], labels list[str], class names)."""
+  """One UEA `.ts` file -> (series list of f32[length_i, channels], labels list[str], class names).
+
+  Series may differ in length (`@equalLength false`, or equal-length files padded with NaN/'?'):
+  trailing missing values are padding and are cut off, so each series keeps its own length. The
+  dimensions of one case must have one length; a missing value inside a series is an error
+  (raised by `load_ts`).
+  """
   path = Path(path)
   try:
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -247,20 +261,44 @@ def read_ts(path):
       continue
     fields = line.split(":")
     try:
-      dims = [np.array(f.split(","), np.float64) for f in fields[:-1]]
+      dims = [_ts_values(f) for f in fields[:-1]]
     except ValueError:
       raise UserError(f"{path}:{ln}: a series holds a non-number; the file is corrupt") from None
-    if not dims or len({d.size for d in dims}) != 1:
-      raise UserError(f"{path}:{ln}: series of unequal length; only equal-length .ts is read")
-    series.append(np.stack(dims, axis=-1))
+    if not dims:
+      raise UserError(f"{path}:{ln}: a case has a label but no series values; the file is "
+                      f"corrupt")
+    lengths = [_valid_length(d) for d in dims]
+    if len(set(lengths)) != 1:
+      raise UserError(f"{path}:{ln}: the dimensions of one series have unequal length "
+                      f"({', '.join(map(str, lengths))} values); every dimension of a case "
+                      f"needs the same number of values")
+    if lengths[0] == 0:
+      raise UserError(f"{path}:{ln}: a series has no values (all missing); drop that case")
+    series.append(np.stack([d[:lengths[0]] for d in dims], axis=-1).astype(np.float32))
     labels.append(fields[-1].strip())
   if not in_data or not series:
     raise UserError(f"{path} has no @data section with series; pass a UEA .ts file")
   if class_names is None:
     raise UserError(f"{path} has no '@classLabel true ...' line; it is not a labelled .ts file")
-  if len({s.shape for s in series}) != 1:
-    raise UserError(f"{path}: series differ in length or channel count")
-  return np.stack(series).astype(np.float32), labels, class_names
+  if len({s.shape[1] for s in series}) != 1:
+    raise UserError(f"{path}: series differ in channel count "
+                    f"({sorted({s.shape[1] for s in series})}); every case needs the same "
+                    f"dimensions")
+  return series, labels, class_names
+
+
+def _valid_length(values: np.ndarray) -> int:
+  """Steps before the trailing run of NaN (the padding of a shorter series)."""
+  finite = np.flatnonzero(~np.isnan(values))
+  return int(finite[-1]) + 1 if finite.size else 0
+
+
+def pad_series(series: list, steps: int) -> tuple[np.ndarray, np.ndarray]:
+  """Series f32[length_i, channels] -> (x f32[n, steps, channels] zero-padded, int32[n] lengths)."""
+  x = np.zeros((len(series), steps, series[0].shape[1]), np.float32)
+  for i, s in enumerate(series):
+    x[i, :len(s)] = s
+  return x, np.array([len(s) for s in series], np.int32)
 
 
 def load_ts(train_path) -> ClassificationData:
@@ -271,16 +309,24 @@ def load_ts(train_path) -> ClassificationData:
   test_path = train_path.with_name(train_path.name[: -len("_TRAIN.ts")] + "_TEST.ts")
   if not test_path.is_file():
     raise UserError(f"{test_path} not found; a .ts train file needs its _TEST.ts beside it")
-  x_tr, l_tr, names = read_ts(train_path)
-  x_te, l_te, _ = read_ts(test_path)
+  s_tr, l_tr, names = read_ts(train_path)
+  s_te, l_te, _ = read_ts(test_path)
   unknown = sorted(set(l_tr + l_te) - set(names))
   if unknown:
     raise UserError(f"{train_path}: labels {unknown} are not in its @classLabel list")
-  if x_tr.shape[1:] != x_te.shape[1:]:
-    raise UserError(f"{train_path} and {test_path.name} differ in series length or channels")
+  if s_tr[0].shape[1] != s_te[0].shape[1]:
+    raise UserError(f"{train_path} and {test_path.name} differ in channels "
+                    f"({s_tr[0].shape[1]} vs {s_te[0].shape[1]})")
+  steps = max(len(s) for s in s_tr + s_te)   # train and test padded to one length
+  x_tr, len_tr = pad_series(s_tr, steps)
+  x_te, len_te = pad_series(s_te, steps)
+  # NaN left after cutting the trailing padding lies inside a series (padding itself is 0 here)
   require_finite(x_tr, str(train_path))
   require_finite(x_te, str(test_path))
+  equal = len({len(s) for s in s_tr + s_te}) == 1
   lower = tuple(n.lower() for n in names)
   to_int = lambda ls: np.array([names.index(l) for l in ls], np.int32)
   return ClassificationData(x_tr, to_int(l_tr), x_te, to_int(l_te), lower,
-                            f"UEA {train_path.name[:-len('_TRAIN.ts')]} (.ts)")
+                            f"UEA {train_path.name[:-len('_TRAIN.ts')]} (.ts)",
+                            len_train=None if equal else len_tr,
+                            len_test=None if equal else len_te)
