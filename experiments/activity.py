@@ -3,6 +3,10 @@
     python -m experiments.run --exp=gru_activity            # embedded BasicMotions
     python -m experiments.run --exp=gru_activity --data_path=data3.h5
     python -m experiments.run --exp=lstm_activity --preset=seed --data_path=data3.h5
+    python -m experiments.run --exp=gru_activity --data_path=JapaneseVowels_TRAIN.ts  # 7-29 steps
+
+Variable-length `.ts` series are zero-padded with a mask: the recurrent layer skips padded
+steps (its carry is kept), so "last" reads the last valid step and "mean" averages valid steps.
 
 Net (the seed's): recurrent layer (128 units) -> MLP 70 -> 30 (ReLU) -> softmax over classes.
 The `seed` preset is the seed's training setting: SGD with momentum 0.85, lr 0.1 (GRU 0.3),
@@ -17,6 +21,7 @@ import dataclasses
 from typing import Literal
 
 import jax
+import numpy as np
 
 from experiments.base import Experiment, ReportInfo, RunContext, first_existing
 from jaxml import config as config_lib
@@ -100,13 +105,27 @@ def validate(cfg: Config) -> None:
 
 def prepare_splits(data, cfg: Config, seed: int) -> tuple[dict, dict]:
   """Holds out cfg.val_fraction of the training data (stratified) and normalises every split
-  with statistics of the remaining training part only. Returns (splits, notes)."""
+  with statistics of the remaining training part only. Returns (splits, notes).
+
+  Variable-length data gives (x, y, mask) splits: the statistics use valid steps only and the
+  padding stays 0.
+  """
   splits, notes = holdout_splits(data, cfg.val_fraction, seed)
   if cfg.normalize == "channel":
-    mean, std = channel_stats(splits["train"][0])
-    splits = {k: (standardize(x, mean, std), y) for k, (x, y) in splits.items()}
+    x_train, _, *mask_train = splits["train"]
+    mean, std = channel_stats(x_train, mask=mask_train[0] if mask_train else None)
+    splits = {k: (standardize(x, mean, std, *mask), y, *mask)
+              for k, (x, y, *mask) in splits.items()}
     notes["normalization"] = {"mean": mean.tolist(), "std": std.tolist()}
   return splits, notes
+
+
+def _steps(data) -> str:
+  """'100 steps', or '7-29 steps (padded to 29)' for variable-length series."""
+  if not data.variable_length:
+    return f"{data.x_train.shape[1]} steps"
+  lengths = np.concatenate([data.len_train, data.len_test])
+  return f"{lengths.min()}-{lengths.max()} steps (padded to {data.x_train.shape[1]})"
 
 
 def run(cfg: Config, ctx: RunContext) -> dict:
@@ -116,15 +135,15 @@ def run(cfg: Config, ctx: RunContext) -> dict:
   splits, notes = prepare_splits(data, cfg, ctx.seed)
   described = dict(data.describe(), **notes)
   ctx.log(f"data: {data.source}: {notes['n_train']} train / {notes['n_val']} val / "
-          f"{len(data.y_test)} test, {data.x_train.shape[1]} steps x {data.x_train.shape[2]} "
+          f"{len(data.y_test)} test, {_steps(data)} x {data.x_train.shape[2]} "
           f"channels ({described['channels']}), classes {', '.join(data.class_names)}")
   n_features, n_classes = data.x_train.shape[-1], len(data.class_names)
   out, _ = train_classifier(
       cfg, splits=splits, class_names=data.class_names,
       init_fn=lambda k: sequence_classifier.init(k, cfg, n_features=n_features,
                                                  n_classes=n_classes),
-      apply_fn=lambda p, x, *, train, key: sequence_classifier.apply(p, x, cfg=cfg, train=train,
-                                                                     key=key),
+      apply_fn=lambda p, x, *, train, key, mask=None: sequence_classifier.apply(
+          p, x, cfg=cfg, mask=mask, train=train, key=key),
       key=jax.random.key(ctx.seed), workdir=ctx.workdir, log=ctx.log, restart=ctx.restart,
       signature={"config": config_lib.to_dict(cfg), "seed": ctx.seed,
                  "data": data.describe()},

@@ -20,16 +20,23 @@ from jaxml.train import TrainConfig, fit
 
 
 def make_predict(apply_fn: Callable, batch_size: int) -> Callable:
-  """(params, x f[n, ...]) -> logits f32[n, classes], in fixed-size batches so the model is
-  compiled once whatever n is (the last batch is zero-padded and the padding cut off)."""
+  """(params, x f[n, ...], mask=None) -> logits f32[n, classes], in fixed-size batches so the
+  model is compiled once whatever n is (the last batch is zero-padded and the padding cut off).
+
+  apply_fn: (params, x) -> logits, or (params, x, mask) -> logits when predict gets a mask
+  f[n, time] (variable-length sequences); padding rows get an all-zero mask.
+  """
   apply_batch = jax.jit(apply_fn)
 
-  def predict(params, x: np.ndarray) -> np.ndarray:
+  def predict(params, x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     n = len(x)
     nb = -(-n // batch_size)
-    xp = np.concatenate([x, np.zeros((nb * batch_size - n,) + x.shape[1:], x.dtype)])
-    out = [np.asarray(apply_batch(params, xp[i * batch_size:(i + 1) * batch_size]))
-           for i in range(nb)]
+    pad = lambda a: np.concatenate([a, np.zeros((nb * batch_size - n,) + a.shape[1:], a.dtype)])
+    xp = pad(x)
+    mp = None if mask is None else pad(np.asarray(mask))
+    rows = lambda a, i: a[i * batch_size:(i + 1) * batch_size]
+    out = [np.asarray(apply_batch(params, rows(xp, i)) if mp is None else
+                      apply_batch(params, rows(xp, i), rows(mp, i))) for i in range(nb)]
     return np.concatenate(out)[:n]
 
   return predict
@@ -37,14 +44,19 @@ def make_predict(apply_fn: Callable, batch_size: int) -> Callable:
 
 def classifier_loss_fn(apply_fn: Callable, augment: Callable | None = None) -> Callable:
   """The train loop's loss_fn for a classifier: softmax cross-entropy of apply_fn's logits on
-  batch {"x", "y", "weight"}, with `augment(x, key)` applied to training batches only."""
+  batch {"x", "y", "weight"}, with `augment(x, key)` applied to training batches only.
+
+  A batch with a "mask" entry (f[batch, time], variable-length sequences) passes it on as
+  `apply_fn(..., mask=batch["mask"])`; without one apply_fn is called as before.
+  """
 
   def loss_fn(params, batch, *, train, key):
     x = batch["x"]
     if train and augment is not None:
       k_aug, key = jax.random.split(key)
       x = augment(x, k_aug)
-    logits = apply_fn(params, x, train=train, key=key)
+    extra = {"mask": batch["mask"]} if "mask" in batch else {}
+    logits = apply_fn(params, x, train=train, key=key, **extra)
     return classification_loss(logits, batch["y"], batch["weight"])
 
   return loss_fn
@@ -57,8 +69,10 @@ def train_classifier(cfg: TrainConfig, *, splits: dict, class_names, init_fn: Ca
   """Fits `apply_fn` on splits["train"], early-stops on splits["val"], tests on splits["test"].
 
   Args:
-    splits: {"train" | "val" | "test": (x f32[n, ...], y int32[n])}.
-    init_fn: key -> params. apply_fn: (params, x, *, train, key) -> logits f[n, classes].
+    splits: {"train" | "val" | "test": (x f32[n, ...], y int32[n])}, or (x, y, mask f32[n, time])
+      for variable-length sequences (1 on valid steps; see `jaxml.data.splits.length_mask`).
+    init_fn: key -> params. apply_fn: (params, x, *, train, key) -> logits f[n, classes];
+      with masked splits it also takes `mask=` (batches of the mask) in training and evaluation.
     key: the run's PRNG key (initialisation and training keys are split from it).
     workdir: gets checkpoints/, curves.png, confusion_train.png, confusion_test.png.
     augment: optional (x, key) -> x applied to every training batch (never to evaluation).
@@ -71,7 +85,7 @@ def train_classifier(cfg: TrainConfig, *, splits: dict, class_names, init_fn: Ca
   params = init_fn(k_init)
 
   loss_fn = classifier_loss_fn(apply_fn, augment)
-  as_dict = lambda xy: {"x": xy[0], "y": xy[1]}
+  as_dict = lambda xy: {"x": xy[0], "y": xy[1], **({"mask": xy[2]} if len(xy) > 2 else {})}
   ckpt_dir = workdir / "checkpoints"
   if restart and ckpt_dir.exists():
     shutil.rmtree(ckpt_dir)
@@ -83,10 +97,14 @@ def train_classifier(cfg: TrainConfig, *, splits: dict, class_names, init_fn: Ca
 
   metrics, confusion, all_logits = {}, {}, {}
   n_classes = len(class_names)
-  predict = make_predict(lambda p, b: apply_fn(p, b, train=False, key=None),
+
+  def eval_apply(p, x, *mask):  # the mask, where the splits carry one, goes in as `mask=`
+    return apply_fn(p, x, train=False, key=None, **({"mask": mask[0]} if mask else {}))
+
+  predict = make_predict(eval_apply,
                          min(cfg.eval_batch_size, max(len(xy[1]) for xy in splits.values())))
-  for name, (x, y) in splits.items():
-    logits = all_logits[name] = predict(result.params, x)
+  for name, (x, y, *mask) in splits.items():
+    logits = all_logits[name] = predict(result.params, x, *mask)
     m = normalize_sums(jax.device_get(classification_sums(jnp.asarray(logits), jnp.asarray(y))))
     metrics[f"{name}_accuracy"], metrics[f"{name}_loss"] = m["accuracy"], m["loss"]
     confusion[name] = plots.confusion_matrix(y, logits.argmax(-1), n_classes)

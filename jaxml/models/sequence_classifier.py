@@ -39,7 +39,12 @@ def features(params, x, *, cfg, mask=None):
 
 
 def apply(params, x, *, cfg, mask=None, train: bool = False, key=None):
-  """x: f[batch, time, features] -> logits f[batch, classes]."""
+  """x: f[batch, time, features] -> logits f[batch, classes].
+
+  mask: optional f/bool[batch, time], 1 on valid steps; padded steps (0) leave the recurrent
+  carry unchanged and are left out of the mean, so a series' logits do not depend on how much
+  padding follows it (tests/test_variable_length.py).
+  """
   h = features(params, x, cfg=cfg, mask=mask)
   k_in, k_mlp = jax.random.split(key) if (train and cfg.dropout > 0) else (None, None)
   h = nn.dropout(h, cfg.dropout, key=k_in, train=train)
