@@ -159,6 +159,13 @@ BACKWARDS = ("fast", "autodiff")
 
 
 # ----------------------------------------------------------------------------- the time loop
+def _skip_masked(m_t, new_c, h_t, c):
+  """Where m_t is 0 the step is skipped: the old carry is kept and the output is zero."""
+  if m_t is None:
+    return new_c, h_t
+  return jax.tree.map(lambda a, b: m_t * a + (1.0 - m_t) * b, new_c, c), m_t * h_t
+
+
 def _masked_scan(step, params, xp, carry, m, reverse, unroll):
   """`step` over time: (final carry, hs f[T, B, H]).
 
@@ -168,9 +175,7 @@ def _masked_scan(step, params, xp, carry, m, reverse, unroll):
   def body(c, inputs):
     xp_t, m_t = inputs
     new_c, h_t = step(params, c, xp_t)
-    if m_t is not None:
-      new_c = jax.tree.map(lambda a, b: m_t * a + (1.0 - m_t) * b, new_c, c)
-      h_t = m_t * h_t
+    new_c, h_t = _skip_masked(m_t, new_c, h_t, c)
     return new_c, h_t
 
   return lax.scan(body, carry, (xp, m), reverse=reverse, unroll=unroll)
@@ -258,9 +263,7 @@ def _fast_fwd(step, params, xp, carry, m, reverse, unroll):
   def body(c, inputs):
     xp_t, m_t = inputs
     (new_c, h_t), saved, _ = _step_vjp_parts(step, params, c, xp_t)
-    if m_t is not None:
-      new_c = jax.tree.map(lambda a, b: m_t * a + (1.0 - m_t) * b, new_c, c)
-      h_t = m_t * h_t
+    new_c, h_t = _skip_masked(m_t, new_c, h_t, c)
     return new_c, (h_t, [r for r, keep in zip(saved, per_row) if keep])
 
   final, (hs, saved) = lax.scan(body, carry, (xp, m), reverse=reverse, unroll=unroll)
