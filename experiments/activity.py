@@ -61,9 +61,11 @@ class Config(TrainConfig):
   learning_rate: float = 3e-3       # peak, cosine-decayed over `epochs` (LSTM default: 1e-2)
   lr_schedule: Literal["constant", "cosine"] = "cosine"
   grad_clip: float = 1.0            # global-norm clipping against exploding BPTT gradients
-  batch_size: int = 8               # small batches: BasicMotions has only 36 training series
-  epochs: int = 100                 # upper bound; early stopping usually ends sooner
-  patience: int = 20                # epochs without a better validation loss before stopping
+  batch_size: int = 0               # 0 = by the training-set size (`scaled_by_data`): 8 for a
+                                    # few dozen series (BasicMotions' 36), 128 for ~5k windows
+  epochs: int = 0                   # 0 = by the data: 100, fewer once an epoch is over ~40 steps
+  patience: int = -1                # epochs without a better val loss before stopping (0 =
+                                    # never); -1 = a fifth of the epochs (20 of 100)
 
 
 # Our default learning rate per cell, chosen by 4-fold cross-validation on the BasicMotions
@@ -83,6 +85,36 @@ def seed_preset(cell: str) -> Config:
                 epochs=50, patience=5, normalize="none", forget_bias=0.0, readout="last")
 
 
+# Defaults that scale with the data (issue 18). A recipe tuned on 36 series at batch 8 took 659
+# noisy steps per epoch on ~5k windows; these keep ~40 steps per epoch up to 10k series (so the
+# number of updates, hence the cosine schedule's shape, does not grow with the data) and cap
+# the whole run near 4000 updates beyond that.
+STEPS_PER_EPOCH = 40      # target steps per epoch: batch = n_train / 40, a power of two ...
+BATCH_RANGE = (8, 256)    # ... clipped to this range
+MAX_EPOCHS = 100          # epochs while an epoch has <= 40 steps
+TOTAL_STEPS = 4000        # beyond that, epochs = 4000 / steps per epoch (at least 20)
+
+
+def scaled_by_data(cfg: Config, n_train: int) -> tuple[Config, dict]:
+  """Resolves batch_size=0, epochs=0 and patience=-1 from the number of training series.
+
+  Returns (the config to run, {field: "value (why)"} for the log; empty if nothing was
+  resolved). Explicit values (--config.batch_size=32) are kept as they are.
+  """
+  lo, hi = BATCH_RANGE
+  batch = cfg.batch_size or int(np.clip(2 ** round(np.log2(max(n_train / STEPS_PER_EPOCH, 1))),
+                                        lo, hi))
+  steps = max(n_train // batch, 1)
+  epochs = cfg.epochs or int(np.clip(round(TOTAL_STEPS / steps), 20, MAX_EPOCHS))
+  patience = cfg.patience if cfg.patience >= 0 else max(epochs // 5, 5)
+  resolved = {name: value for name, value, by_data in (
+      ("batch_size", batch, cfg.batch_size == 0), ("epochs", epochs, cfg.epochs == 0),
+      ("patience", patience, cfg.patience == -1)) if by_data}
+  why = {k: f"{v} (by the data: {n_train} training series, {steps} steps per epoch)"
+         for k, v in resolved.items()}
+  return dataclasses.replace(cfg, **resolved), why
+
+
 def tiny(cfg: Config) -> Config:
   """A seconds-long run for smoke tests: small net, few epochs."""
   return dataclasses.replace(cfg, hidden=8, head=(6,), epochs=2, patience=0, batch_size=8)
@@ -90,7 +122,12 @@ def tiny(cfg: Config) -> Config:
 
 def validate(cfg: Config) -> None:
   config_lib.check_choices(cfg)
-  validate_train_config(cfg)
+  require(cfg.batch_size >= 0, "batch_size", "a positive integer, or 0 (by the data)",
+          cfg.batch_size)
+  require(cfg.epochs >= 0, "epochs", "a positive integer, or 0 (by the data)", cfg.epochs)
+  require(cfg.patience >= -1, "patience", ">= 0 (0: never), or -1 (a fifth of the epochs)",
+          cfg.patience)
+  validate_train_config(scaled_by_data(cfg, n_train=1000)[0])
   require(cfg.cell in recurrent.CELLS, "cell",
           f"a registered cell ({', '.join(recurrent.CELLS)})", cfg.cell)
   require(cfg.hidden >= 1, "hidden", "a positive integer", cfg.hidden)
@@ -132,11 +169,19 @@ def run(cfg: Config, ctx: RunContext) -> dict:
   data = activity_data.load_activity(ctx.data_path, channels=cfg.channels, window=cfg.window,
                                      stride=cfg.window_stride,
                                      test_user_fraction=cfg.test_user_fraction)
+  return train_on(data, cfg, ctx)
+
+
+def train_on(data, cfg: Config, ctx: RunContext) -> dict:
+  """Trains and tests on loaded ClassificationData (benchmarks/activity_cv.py passes folds)."""
   splits, notes = prepare_splits(data, cfg, ctx.seed)
   described = dict(data.describe(), **notes)
   ctx.log(f"data: {data.source}: {notes['n_train']} train / {notes['n_val']} val / "
           f"{len(data.y_test)} test, {_steps(data)} x {data.x_train.shape[2]} "
           f"channels ({described['channels']}), classes {', '.join(data.class_names)}")
+  cfg, why = scaled_by_data(cfg, notes["n_train"])
+  for name, text in why.items():
+    ctx.log(f"{name} {text}")
   n_features, n_classes = data.x_train.shape[-1], len(data.class_names)
   out, _ = train_classifier(
       cfg, splits=splits, class_names=data.class_names,
@@ -148,7 +193,7 @@ def run(cfg: Config, ctx: RunContext) -> dict:
       signature={"config": config_lib.to_dict(cfg), "seed": ctx.seed,
                  "data": data.describe()},
       title=f"{cfg.cell.upper()} on {data.source}")
-  return dict(out, data=described)
+  return dict(out, data=described, config=config_lib.to_dict(cfg))
 
 
 # How experiments/report.py shows these experiments (one record per cell, the seed's figures).

@@ -90,7 +90,9 @@ def execute(argv_flags, overrides: dict[str, str]) -> int:
   results = {
       "exp": exp.name,
       "metrics": out.pop("metrics"),
-      "config": config_lib.to_dict(cfg),
+      # the config that ran: an experiment that resolves data-dependent defaults (the activity
+      # experiments' batch_size=0) returns it with those values filled in
+      "config": out.pop("config", None) or config_lib.to_dict(cfg),
       "timing": dict(out.pop("timing"), total_s=time.perf_counter() - start),
       "run": {"preset": argv_flags.preset, "tiny": argv_flags.tiny, "seed": argv_flags.seed,
               "data_path": argv_flags.data_path, "command": " ".join(sys.argv),

@@ -31,9 +31,32 @@ def test_an_unregistered_cell_lists_the_registered_ones():
     validate(apply_overrides(Config(), {"cell": "transformer"}))
 
 
-@pytest.mark.parametrize("overrides", [{"learning_rate": "-1"}, {"batch_size": "0"},
+@pytest.mark.parametrize("overrides", [{"learning_rate": "-1"}, {"batch_size": "-1"},
+                                       {"epochs": "-2"}, {"patience": "-2"},
                                        {"hidden": "0"}, {"val_fraction": "1.5"},
                                        {"learning_rate": "nan"}])
 def test_values_no_run_can_use(overrides):
   with pytest.raises(UserError, match="must be"):
     validate(apply_overrides(Config(), overrides))
+
+
+@pytest.mark.parametrize("n_train, batch, epochs, patience", [
+    (36, 8, 100, 20),      # BasicMotions after its 10% holdout: the recipe as tuned there
+    (243, 8, 100, 20),     # JapaneseVowels: 30 steps per epoch
+    (5300, 128, 98, 19),   # a ~5.9k-window accelerometer set: 41 steps of 128, not 662 of 8
+    (50000, 256, 21, 5),   # beyond 10k series the batch stops growing, so epochs shrink
+])
+def test_activity_defaults_scale_with_the_training_set(n_train, batch, epochs, patience):
+  from experiments.activity import scaled_by_data
+  cfg, why = scaled_by_data(Config(), n_train)
+  assert (cfg.batch_size, cfg.epochs, cfg.patience) == (batch, epochs, patience)
+  assert set(why) == {"batch_size", "epochs", "patience"}
+  assert f"{n_train} training series" in why["batch_size"]
+  validate(cfg)
+
+
+def test_explicit_activity_settings_are_not_rescaled():
+  from experiments.activity import scaled_by_data
+  given = apply_overrides(Config(), {"batch_size": "32", "epochs": "7", "patience": "0"})
+  cfg, why = scaled_by_data(given, 5300)
+  assert (cfg.batch_size, cfg.epochs, cfg.patience) == (32, 7, 0) and why == {}
