@@ -118,6 +118,27 @@ def test_embedded_basic_motions():
   np.testing.assert_array_equal(acc.x_train, data.x_train[..., :3])
 
 
+def test_sktime_sets_by_name_including_a_variable_length_one():
+  data = activity.load_activity("sktime:JapaneseVowels")
+  assert data.x_train.shape == (270, 29, 12) and data.x_test.shape == (370, 29, 12)
+  assert data.variable_length and (data.len_train.min(), data.len_test.max()) == (7, 29)
+  with pytest.raises(UserError, match="no Nope/Nope_TRAIN.ts; valid sktime:NAME: .*BasicMotions"):
+    activity.load_activity("sktime:Nope")
+
+
+def test_cross_validation_folds_partition_the_training_series():
+  from benchmarks.activity_cv import fold_data, stratified_folds
+  data = activity.load_activity("sktime:JapaneseVowels")
+  folds = stratified_folds(data.y_train, 4, seed=0)
+  assert sorted(np.concatenate(folds).tolist()) == list(range(270))
+  for held in folds:  # every class in every fold, sizes within one series per class
+    assert len(np.unique(data.y_train[held])) == 9
+    part = fold_data(data, held)
+    np.testing.assert_array_equal(part.x_test, data.x_train[held])
+    np.testing.assert_array_equal(part.len_test, data.len_train[held])
+    assert len(part.y_train) + len(part.y_test) == 270
+
+
 def test_ts_reader_rejects_bad_files(tmp_path):
   head = "@problemName X\n@classLabel true a b\n@data\n"
   (tmp_path / "X_TRAIN.ts").write_text(head + "1,2,3:4,5,6:a\n1,2,3:4,5,6:b\n")

@@ -9,7 +9,8 @@
   zero-padded to the longest series of both files and `len_train`/`len_test` hold the lengths.
   The embedded default is BasicMotions, which sktime ships: a smartwatch's 3-axis accelerometer
   and 3-axis gyroscope at 10 Hz, 100 steps, 4 activities (standing, running, walking,
-  badminton), 40 train / 40 test.
+  badminton), 40 train / 40 test. `--data_path=sktime:NAME` reads any other set sktime ships,
+  e.g. `sktime:JapaneseVowels` (12 channels, 7-29 steps: variable length, 270 / 370).
 
 Every loader returns `ClassificationData` with x: f32[n, time, channels], y: int32[n] (and
 int32[n] lengths for variable-length .ts data; None elsewhere).
@@ -32,8 +33,8 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # Channel groups of the UEA multivariate motion sets (BasicMotions: accelerometer x, y, z then
 # gyroscope x, y, z). Sources with three channels only have the accelerometer.
 CHANNEL_GROUPS = {"all": None, "accelerometer": (0, 1, 2), "gyroscope": (3, 4, 5)}
-FIX_HINT = ("pass the seed's data3.h5, WISDM_ar_v1.1_raw.txt or a NAME_TRAIN.ts file, "
-            "or omit --data_path for the embedded BasicMotions")
+FIX_HINT = ("pass the seed's data3.h5, WISDM_ar_v1.1_raw.txt, a NAME_TRAIN.ts file or "
+            "sktime:NAME, or omit --data_path for the embedded BasicMotions")
 
 
 def load_activity(data_path: str | None, *, channels: str = "all", window: int = 150,
@@ -41,6 +42,8 @@ def load_activity(data_path: str | None, *, channels: str = "all", window: int =
   """Loads the activity data that `data_path` names (None: embedded BasicMotions)."""
   if data_path is None:
     data = load_ts(basic_motions_path())
+  elif data_path.startswith(SKTIME_PREFIX):  # e.g. sktime:JapaneseVowels (variable length)
+    data = load_ts(sktime_ts_path(data_path[len(SKTIME_PREFIX):]))
   else:
     path = Path(data_path)
     if path.is_dir():
@@ -214,17 +217,26 @@ def load_wisdm(path, *, window: int = 150, stride: int = 150,
 
 
 # ----------------------------------------------------------------------------- UEA .ts
-def basic_motions_path() -> Path:
-  """BasicMotions_TRAIN.ts inside the installed sktime package (found without importing it)."""
+SKTIME_PREFIX = "sktime:"  # --data_path=sktime:NAME: a UEA/UCR set shipped inside sktime
+
+
+def sktime_ts_path(name: str = "BasicMotions") -> Path:
+  """NAME_TRAIN.ts inside the installed sktime package (found without importing it)."""
   spec = importlib.util.find_spec("sktime")
   if spec is None or not spec.submodule_search_locations:
-    raise UserError("the embedded default needs sktime (pip install sktime), or pass "
+    raise UserError("the embedded data needs sktime (pip install sktime), or pass "
                     "--data_path=data3.h5")
-  root = Path(list(spec.submodule_search_locations)[0])
-  path = root / "datasets" / "data" / "BasicMotions" / "BasicMotions_TRAIN.ts"
+  root = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
+  path = root / name / f"{name}_TRAIN.ts"
   if not path.is_file():
-    raise UserError(f"sktime is installed but {path} is missing; reinstall sktime")
+    shipped = sorted(p.parent.name for p in root.glob("*/*_TRAIN.ts"))
+    raise UserError(f"the installed sktime has no {name}/{name}_TRAIN.ts; valid sktime:NAME: "
+                    f"{', '.join(shipped) or 'none (reinstall sktime)'}")
   return path
+
+
+def basic_motions_path() -> Path:
+  return sktime_ts_path("BasicMotions")
 
 
 def _ts_values(text: str) -> np.ndarray:
