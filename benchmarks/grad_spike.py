@@ -138,6 +138,9 @@ def main():
       past = [r["grad_norm"] for r in log[:-1]]
       if (not found and len(past) >= args.warm_steps
           and norm > args.jump * np.median(past)):
+        log[-1].update(median_grad_norm_before=float(np.median(past)),
+                       median_update_norm_before=float(np.median(
+                           [r["update_norm"] for r in log[:-1]])))
         found = (before, {k2: v[batch_idx] for k2, v in train_data.items()}, k, log[-1])
         if not args.follow:
           break
@@ -161,19 +164,19 @@ def main():
   if found:
     before, batch, k, row = found
     print(f"first spike: step {row['step']} (epoch {row['epoch']}): |g| {row['grad_norm']:.3g}"
-          f" vs median {np.median([r['grad_norm'] for r in log[:-1]]):.3g} before")
+          f" vs median {row['median_grad_norm_before']:.3g} before")
     out["spike"] = dict(row, spectral_norm=spectral(before), replay=replay(cfg, before, batch, k),
                         at_init=replay(cfg, params, batch, k))
     r, r0 = out["spike"]["replay"], out["spike"]["at_init"]
-    updates = [x["update_norm"] for x in log]
+
     print(f"float64: |g| {r['grad_norm']:.4g}; fast vs autodiff max rel {r['fast_vs_autodiff_max_rel']:.2g};"
           f" directional derivative autodiff {r['grad_norm']:.6g} vs finite differences "
           f"{r['directional_derivative']['finite_difference']}")
     print(f"|dL/dx_t|: first step / last step = {r['dL_dx_last_over_first']:.3g} "
           f"(the same batch at the initial parameters: {r0['dL_dx_last_over_first']:.3g}, "
           f"|g| {r0['grad_norm']:.3g})")
-    print(f"update norm (after clipping and {cfg.optimizer}): median {np.median(updates):.3g}, "
-          f"at the spike {updates[-1]:.3g}")
+    print(f"update norm (after clipping and {cfg.optimizer}): median "
+          f"{row['median_update_norm_before']:.3g} before, at the spike {row['update_norm']:.3g}")
     top = sorted(r["grad_norm_per_array"].items(), key=lambda kv: -kv[1])[:4]
     print("largest per-array norms: " + ", ".join(f"{k} {v:.3g}" for k, v in top))
     print(f"spectral norms at init {start_spectral}, at the spike {out['spike']['spectral_norm']}")
