@@ -12,6 +12,8 @@ Reads the data exactly as the activity experiments do. Prints one line per featu
 import argparse
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
 
 from jaxml.data import activity
 from jaxml.data.splits import holdout_splits
@@ -31,8 +33,6 @@ def window_features(x: np.ndarray, mask: np.ndarray, with_length: bool = False) 
 
 
 def main():
-  from sklearn.linear_model import LogisticRegression  # test-only dependency, imported late
-  from sklearn.preprocessing import StandardScaler
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--data_path", default=None)
   p.add_argument("--seed", type=int, default=0)
