@@ -239,7 +239,8 @@ def stage_tests(kids: Children, tiny: bool, timeouts: dict, **_) -> list:
   xml = kids.out / "tests.xml"
   workers = xdist_workers()
   r = kids.run(["-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}",
-                *(["-n", str(workers)] if workers else []),
+                # (explicit even when 0: pyproject's addopts ask for 2 workers)
+                *(["-n", str(workers)] if importlib.util.find_spec("xdist") else []),
                 "-k", GRAD_TESTS_TINY if tiny else GRAD_TESTS, *TEST_FILES],
                kids.out / "tests.log", timeouts["tests"], STAGE_ENV["tests"])
   # pytest's closing line, e.g. "12 passed, 1 skipped, 640 deselected in 80.1s".
