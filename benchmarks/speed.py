@@ -369,7 +369,7 @@ def torch_side(torch, tm, case: Case, sizes: Sizes) -> Callable:
   device = sizes.torch_device
   model = case.torch_model(tm).to(device)
   step = tm.make_step(model, optimizer=cfg.optimizer, learning_rate=cfg.learning_rate,
-                      grad_clip=cfg.grad_clip)
+                      grad_clip=cfg.grad_clip, weight_decay=cfg.weight_decay)
   batch = cfg.batch_size
   xs = [case.torch_x(torch, case.data["x"][i:i + batch]).to(device)
         for i in range(0, len(case.data["y"]), batch)]

@@ -118,13 +118,15 @@ class NgramLM(nn.Module):
     return self.out(self.dropout(torch.sigmoid(self.hidden(e))))
 
 
-def make_step(model: nn.Module, *, optimizer: str, learning_rate: float, grad_clip: float):
+def make_step(model: nn.Module, *, optimizer: str, learning_rate: float, grad_clip: float,
+              weight_decay: float = 0.0):
   """(x, y) -> loss: one training step, as a PyTorch loop writes it (zero_grad, forward,
   cross-entropy, backward, optional global-norm clipping, optimizer step)."""
-  if optimizer not in ("adam", "sgd"):
+  if optimizer not in ("adam", "adamw", "sgd"):
     raise ValueError(f"no PyTorch reference for optimizer {optimizer!r}")
-  opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)(
-      model.parameters(), lr=learning_rate)
+  extra = {"weight_decay": weight_decay} if optimizer == "adamw" else {}
+  opt = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[
+      optimizer](model.parameters(), lr=learning_rate, **extra)
   model.train()
 
   def step(x, y):
