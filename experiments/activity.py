@@ -3,7 +3,7 @@
     python -m experiments.run --exp=gru_activity            # embedded BasicMotions
     python -m experiments.run --exp=gru_activity --data_path=data3.h5
     python -m experiments.run --exp=lstm_activity --preset=seed --data_path=data3.h5
-    python -m experiments.run --exp=gru_activity --data_path=JapaneseVowels_TRAIN.ts  # 7-29 steps
+    python -m experiments.run --exp=gru_activity --data_path=sktime:JapaneseVowels  # 7-29 steps
 
 Variable-length `.ts` series are zero-padded with a mask: the recurrent layer skips padded
 steps (its carry is kept), so "last" reads the last valid step and "mean" averages valid steps.
