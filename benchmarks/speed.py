@@ -135,14 +135,16 @@ def _init(init_fn, key) -> dict:
   return jax.jit(init_fn)(key)
 
 
-def make_case(name: str, sizes: Sizes) -> Case:
-  """The experiment's default config and model with synthetic inputs of its shapes."""
+def make_case(name: str, sizes: Sizes, **overrides) -> Case:
+  """The experiment's default config and model with synthetic inputs of its shapes;
+  `overrides` replace config fields (e.g. backward="autodiff" for benchmarks/recurrent_ab.py)."""
   rng = np.random.default_rng(0)
   key = jax.random.key(0)
   if name in ("cnn_mnist", "lenet5_mnist"):
     arch = "seed_cnn" if name == "cnn_mnist" else "lenet5"
     cfg = mnist_cnn.default_preset(arch)
-    cfg = _scaled(mnist_cnn.tiny(cfg) if sizes.shrink else cfg, sizes)
+    cfg = dataclasses.replace(_scaled(mnist_cnn.tiny(cfg) if sizes.shrink else cfg, sizes),
+                              **overrides)
     shape = (sizes.image, sizes.image, 1)
     n = sizes.data_batches * cfg.batch_size
     data = _labelled(rng, rng.random((n, *shape), np.float32), 10)
@@ -162,7 +164,8 @@ def make_case(name: str, sizes: Sizes) -> Case:
     # batch 32 is the seed's (and data3.h5-sized data's); the default preset trains
     # BasicMotions with batch 8, so the benchmark sets the batch the issue measures.
     cfg = dataclasses.replace(activity.default_preset(cell), batch_size=32)
-    cfg = _scaled(activity.tiny(cfg) if sizes.shrink else cfg, sizes)
+    cfg = dataclasses.replace(_scaled(activity.tiny(cfg) if sizes.shrink else cfg, sizes),
+                              **overrides)
     shape = (sizes.activity_time, ACTIVITY_SHAPE[1])
     n = sizes.data_batches * cfg.batch_size
     data = _labelled(rng, rng.standard_normal((n, *shape), np.float32), ACTIVITY_CLASSES)
@@ -179,7 +182,8 @@ def make_case(name: str, sizes: Sizes) -> Case:
                 lambda torch, x: torch.from_numpy(x))
   if name == "lstm_imdb":
     cfg = imdb.default_preset("lstm")
-    cfg = _scaled(imdb.tiny(cfg) if sizes.shrink else cfg, sizes)
+    cfg = dataclasses.replace(_scaled(imdb.tiny(cfg) if sizes.shrink else cfg, sizes),
+                              **overrides)
     maxlen = sizes.imdb_maxlen or cfg.maxlen
     n = sizes.data_batches * cfg.batch_size
     # Reviews of random length padded with 0 after their end, as jaxml.data.imdb.encode pads.
@@ -199,7 +203,8 @@ def make_case(name: str, sizes: Sizes) -> Case:
                 lambda torch, x: torch.from_numpy(x.astype(np.int64)))
   if name == "ngram_lm":
     cfg = ngram_exp.default_preset()
-    cfg = _scaled(ngram_exp.tiny(cfg) if sizes.shrink else cfg, sizes)
+    cfg = dataclasses.replace(_scaled(ngram_exp.tiny(cfg) if sizes.shrink else cfg, sizes),
+                              **overrides)
     d, p = cfg.embed_dims[0], cfg.hidden_sizes[0]  # the largest of the three nets trained
     n = sizes.data_batches * cfg.batch_size
     data = _labelled(rng, rng.integers(0, NGRAM_VOCAB, (n, ngram_lm.CONTEXT)).astype(np.int32),
