@@ -32,27 +32,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.pinning import pin_to_one_core  # noqa: E402  (imports no jax)
+
 MODEL_CASES = ("gru_activity", "lstm_activity", "lstm_imdb")
 REC_CASES = {  # name: (cell, n_in, hidden, batch, time, bidirectional+masked)
     "rec_gru": ("gru", 3, 128, 32, 150, False),
     "rec_lstm": ("lstm", 3, 128, 32, 150, False),
     "rec_bilstm": ("lstm", 50, 64, 64, 256, True),
 }
-SINGLE_THREAD_XLA = ("--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1")
-
-
-def pin_to_one_core(cpu: int | None = None) -> int:
-  """Pins this process to one CPU (the last it may use, or `cpu`) and makes XLA single-threaded;
-  must run before jax is imported. Returns the CPU."""
-  allowed = sorted(os.sched_getaffinity(0))
-  cpu = allowed[-1] if cpu is None else cpu
-  os.sched_setaffinity(0, {cpu})
-  flags = os.environ.get("XLA_FLAGS", "")
-  os.environ["XLA_FLAGS"] = " ".join([flags, *(f for f in SINGLE_THREAD_XLA if f not in flags)])
-  os.environ.setdefault("OMP_NUM_THREADS", "1")
-  return cpu
-
-
 def cpu_timed(fn, n: int) -> list:
   """CPU seconds (all of this process' threads) of each of n calls of fn()."""
   out = []

@@ -67,21 +67,7 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SINGLE_THREAD_XLA = ("--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1")
-
-
-def pin_to_one_core(cpu: int | None = None) -> int:
-  """--threads=1: pins this process to one CPU (the last it may use) and makes XLA's Eigen
-  single-threaded. Affinity is inherited by threads created later only, so this must run
-  before jax (or torch) starts its thread pools: at import when run as a script, below."""
-  allowed = sorted(os.sched_getaffinity(0))
-  cpu = allowed[-1] if cpu is None else cpu
-  os.sched_setaffinity(0, {cpu})
-  flags = os.environ.get("XLA_FLAGS", "")
-  os.environ["XLA_FLAGS"] = " ".join([flags, *(f for f in SINGLE_THREAD_XLA if f not in flags)])
-  os.environ.setdefault("OMP_NUM_THREADS", "1")
-  return cpu
-
+from benchmarks.pinning import pin_to_one_core  # noqa: E402  (imports no jax)
 
 _PINNED = {"cpu": None}
 if __name__ == "__main__" and "--threads=1" in sys.argv[1:] and hasattr(os, "sched_setaffinity"):
