@@ -207,8 +207,8 @@ def _per_row(step, params, carry, xp):
   """Which of the step's vjp residuals have a batch axis (a bool per residual), read from their
   shapes when the step is traced for B rows and for T*B rows.
 
-  xp: f[T, B, ...], the step's inputs; carry: the f[B, ...] initial carry. Raises ValueError for a step whose
-  residuals are not per row (e.g. batch normalisation over the batch).
+  xp: f[T, B, ...], the step's inputs; carry: the f[B, ...] initial carry. Raises ValueError
+  for a step whose residuals are not per row (e.g. batch normalisation over the batch).
   """
   n_steps, batch = xp.shape[:2]
   rows = lambda a: jax.ShapeDtypeStruct((n_steps * batch,) + a.shape[1:], a.dtype)
