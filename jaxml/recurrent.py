@@ -34,6 +34,9 @@ needs nothing else:
     is autodiff's transpose of the scan with the weights held constant, so it carries only the
     state cotangent and does no weight-gradient work per step; the weight gradients are then one
     vjp of `step` over all T*B (carry, input) rows at once (one big matmul per weight).
+`run` defaults to "fast"; the activity and IMDB experiments default to "autodiff", which is as
+fast or faster on their GRU/LSTM steps since the projection runs in the loop (issue 19,
+benchmarks/recurrent_ab.py: one core, CPU time, interleaved).
 tests/test_recurrent.py checks that both agree for every registered cell, and
 tests/reference_rnn.py holds the seed's hand-derived BPTT as an independent reference.
 """
