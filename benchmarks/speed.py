@@ -4,6 +4,7 @@
     python -m benchmarks.speed --only=cnn_mnist,gru_activity --out=/tmp/speed.json
     python -m benchmarks.speed --quick --torch=off          # tiny shapes, seconds (the test)
     python -m benchmarks.speed --batch_scale=8              # on a GPU: batches 8x the experiments'
+    python -m benchmarks.speed --threads=1                  # one core each, CPU time (a busy host)
 
 For each benchmark the jaxml side is the step the experiments train with: the experiment's
 default config, its model's init/apply, its loss (classification cross-entropy) and
@@ -30,11 +31,20 @@ every step is timed on its own (jaxml: until its outputs are ready). Reported pe
             (so it is far too low for the recurrent nets) and adds elementwise work;
   gflops_per_s / fraction_of_peak  flops / median step time, and its share of the matmul peak
             measured in this run (best of several 2048x2048 float32 matmuls, same library);
+  floor_ms  the host's limit for the step: flops / the best matmul peak measured in this run;
+            `over_floor` (per side) is ms / floor_ms;
+  minor_faults_per_step  median minor page faults of a timed step (getrusage ru_minflt deltas;
+            `_max` the worst step): near 0 once freed scratch is kept (jaxml/runtime.py);
   compile_s jax lower + compile of the step (excluded from the step times);
   memory    XLA's compiled.memory_analysis(): temp bytes (the step's scratch), argument bytes
             (train state + the resident synthetic data set) and output bytes; and the growth
             of the process' peak resident set (VmHWM, reset before the side's warm-up steps)
             over its resident set at that moment, for each side.
+`machine` records the CPU model, its vector extensions (/proc/cpuinfo flags: avx2, avx512f,
+avx512_bf16, amx_tile, ...), the timing mode and the XLA flags. `--threads=1` pins the process
+to one core before jax starts (inherited by XLA's and torch's threads), makes XLA's Eigen
+single-threaded, gives torch one thread, and times every step by the process' CPU time, so
+other processes' load hardly moves the numbers (the peak is then one core's too).
 Also the whole-epoch throughput (examples/s) of `make_scan_epoch` (one XLA program) against
 `make_loop_epoch` (a Python loop of jitted steps) on a synthetic epoch.
 Writes JSON (default benchmarks/results/speed.json) and a markdown table beside it (.md).
@@ -56,6 +66,12 @@ from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.pinning import pin_to_one_core  # noqa: E402  (imports no jax)
+
+_PINNED = {"cpu": None}
+if __name__ == "__main__" and "--threads=1" in sys.argv[1:] and hasattr(os, "sched_setaffinity"):
+  _PINNED["cpu"] = pin_to_one_core()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -135,14 +151,16 @@ def _init(init_fn, key) -> dict:
   return jax.jit(init_fn)(key)
 
 
-def make_case(name: str, sizes: Sizes) -> Case:
-  """The experiment's default config and model with synthetic inputs of its shapes."""
+def make_case(name: str, sizes: Sizes, **overrides) -> Case:
+  """The experiment's default config and model with synthetic inputs of its shapes;
+  `overrides` replace config fields (e.g. backward="autodiff" for benchmarks/recurrent_ab.py)."""
   rng = np.random.default_rng(0)
   key = jax.random.key(0)
   if name in ("cnn_mnist", "lenet5_mnist"):
     arch = "seed_cnn" if name == "cnn_mnist" else "lenet5"
     cfg = mnist_cnn.default_preset(arch)
-    cfg = _scaled(mnist_cnn.tiny(cfg) if sizes.shrink else cfg, sizes)
+    cfg = dataclasses.replace(_scaled(mnist_cnn.tiny(cfg) if sizes.shrink else cfg, sizes),
+                              **overrides)
     shape = (sizes.image, sizes.image, 1)
     n = sizes.data_batches * cfg.batch_size
     data = _labelled(rng, rng.random((n, *shape), np.float32), 10)
@@ -164,7 +182,8 @@ def make_case(name: str, sizes: Sizes) -> Case:
     # rest (epochs, patience) as for data3.h5's 2700 training windows.
     cfg, _ = activity.scaled_by_data(
         dataclasses.replace(activity.default_preset(cell), batch_size=32), n_train=2700)
-    cfg = _scaled(activity.tiny(cfg) if sizes.shrink else cfg, sizes)
+    cfg = dataclasses.replace(_scaled(activity.tiny(cfg) if sizes.shrink else cfg, sizes),
+                              **overrides)
     shape = (sizes.activity_time, ACTIVITY_SHAPE[1])
     n = sizes.data_batches * cfg.batch_size
     data = _labelled(rng, rng.standard_normal((n, *shape), np.float32), ACTIVITY_CLASSES)
@@ -181,7 +200,8 @@ def make_case(name: str, sizes: Sizes) -> Case:
                 lambda torch, x: torch.from_numpy(x))
   if name == "lstm_imdb":
     cfg = imdb.default_preset("lstm")
-    cfg = _scaled(imdb.tiny(cfg) if sizes.shrink else cfg, sizes)
+    cfg = dataclasses.replace(_scaled(imdb.tiny(cfg) if sizes.shrink else cfg, sizes),
+                              **overrides)
     maxlen = sizes.imdb_maxlen or cfg.maxlen
     n = sizes.data_batches * cfg.batch_size
     # Reviews of random length padded with 0 after their end, as jaxml.data.imdb.encode pads.
@@ -201,7 +221,8 @@ def make_case(name: str, sizes: Sizes) -> Case:
                 lambda torch, x: torch.from_numpy(x.astype(np.int64)))
   if name == "ngram_lm":
     cfg = ngram_exp.default_preset()
-    cfg = _scaled(ngram_exp.tiny(cfg) if sizes.shrink else cfg, sizes)
+    cfg = dataclasses.replace(_scaled(ngram_exp.tiny(cfg) if sizes.shrink else cfg, sizes),
+                              **overrides)
     d, p = cfg.embed_dims[0], cfg.hidden_sizes[0]  # the largest of the three nets trained
     n = sizes.data_batches * cfg.batch_size
     data = _labelled(rng, rng.integers(0, NGRAM_VOCAB, (n, ngram_lm.CONTEXT)).astype(np.int32),
@@ -280,7 +301,7 @@ class PeakRss:
                               - self.max_start)
 
 
-def jax_matmul_peak(n: int, repeats: int) -> float:
+def jax_matmul_peak(n: int, repeats: int, clock: Callable = time.perf_counter) -> float:
   """GFLOP/s of the best of `repeats` jitted float32 n x n matmuls."""
   a = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
   b = jax.random.normal(jax.random.key(2), (n, n), jnp.float32)
@@ -288,22 +309,23 @@ def jax_matmul_peak(n: int, repeats: int) -> float:
   mm(a, b).block_until_ready()
   best = math.inf
   for _ in range(repeats):
-    t0 = time.perf_counter()
+    t0 = clock()
     mm(a, b).block_until_ready()
-    best = min(best, time.perf_counter() - t0)
+    best = min(best, clock() - t0)
   return 2.0 * n ** 3 / best / 1e9
 
 
-def torch_matmul_peak(torch, n: int, repeats: int, device: str = "cpu") -> float:
+def torch_matmul_peak(torch, n: int, repeats: int, device: str = "cpu",
+                      clock: Callable = time.perf_counter) -> float:
   a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
   torch.mm(a, b)
   torch_sync(torch, device)
   best = math.inf
   for _ in range(repeats):
-    t0 = time.perf_counter()
+    t0 = clock()
     torch.mm(a, b)
     torch_sync(torch, device)
-    best = min(best, time.perf_counter() - t0)
+    best = min(best, clock() - t0)
   return 2.0 * n ** 3 / best / 1e9
 
 
@@ -396,18 +418,30 @@ def warm_up(run_one: Callable, steps: int) -> tuple[float, int]:
   return last, rss.bytes
 
 
-def interleaved(sides: dict, per_step_s: dict, sizes: Sizes) -> dict:
-  """{side: [seconds of each timed step]}: rounds of one block of steps per side."""
+def minor_faults() -> int:
+  """Minor page faults of this process so far (a page first touched, e.g. freshly mmap'd
+  scratch: what jaxml/runtime.keep_freed_memory avoids)."""
+  return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def interleaved(sides: dict, per_step_s: dict, sizes: Sizes,
+                clock: Callable = time.perf_counter) -> tuple[dict, dict]:
+  """({side: [seconds of each timed step]}, {side: [minor page faults of each step]}): rounds
+  of one block of steps per side, each step timed by `clock` (wall clock, or process CPU time
+  in --threads=1 mode)."""
   per_block = {k: max(1, min(sizes.max_block, round(sizes.block_s / max(per_step_s[k], 1e-6))))
                for k in sides}
   times = {k: [] for k in sides}
+  faults = {k: [] for k in sides}
   for _ in range(sizes.rounds):
     for k, run_one in sides.items():
       for _ in range(per_block[k]):
-        t0 = time.perf_counter()
+        f0 = minor_faults()
+        t0 = clock()
         run_one()
-        times[k].append(time.perf_counter() - t0)
-  return times
+        times[k].append(clock() - t0)
+        faults[k].append(minor_faults() - f0)
+  return times, faults
 
 
 def summary_ms(seconds: list) -> dict:
@@ -416,7 +450,8 @@ def summary_ms(seconds: list) -> dict:
           "steps_timed": len(seconds)}
 
 
-def bench(name: str, sizes: Sizes, torch, tm, peaks: dict, log) -> dict:
+def bench(name: str, sizes: Sizes, torch, tm, peaks: dict, log,
+          clock: Callable = time.perf_counter) -> dict:
   case = make_case(name, sizes)
   run_jax, info = jax_side(case, sizes)
   sides = {"jaxml": run_jax}
@@ -425,11 +460,14 @@ def bench(name: str, sizes: Sizes, torch, tm, peaks: dict, log) -> dict:
   if torch is not None:
     sides["torch"] = torch_side(torch, tm, case, sizes)
     per_step["torch"], rss["torch"] = warm_up(sides["torch"], sizes.warmup)
-  times = interleaved(sides, per_step, sizes)
+  times, faults = interleaved(sides, per_step, sizes, clock)
   flops = info["flops"]
   out = {"describe": case.describe, "batch": case.cfg.batch_size,
          "inputs": "synthetic random arrays of the experiment's shapes",
-         "flops": flops, "xla_flops": info["xla_flops"]}
+         "flops": flops, "xla_flops": info["xla_flops"],
+         # The host's limit for this step: its matmul FLOPs at the measured matmul peak (set
+         # again in main once the peak's second measurement is in).
+         "floor_ms": flops / (max(peaks.values()) * 1e9) * 1e3}
   for side in ("jaxml", "torch"):
     if side not in times:
       out[side] = None
@@ -438,6 +476,8 @@ def bench(name: str, sizes: Sizes, torch, tm, peaks: dict, log) -> dict:
     row["gflops_per_s"] = flops / (row["ms"] / 1e3) / 1e9
     row["fraction_of_peak"] = row["gflops_per_s"] / peaks[side]
     row["peak_rss_growth_bytes"] = rss[side]
+    row["minor_faults_per_step"] = float(np.median(faults[side]))
+    row["minor_faults_per_step_max"] = int(max(faults[side]))
     if side == "jaxml":
       row.update({k: info[k] for k in ("compile_s", "xla_temp_bytes", "xla_argument_bytes",
                                        "xla_output_bytes")})
@@ -454,7 +494,7 @@ def bench(name: str, sizes: Sizes, torch, tm, peaks: dict, log) -> dict:
   return out
 
 
-def epoch_throughput(name: str, sizes: Sizes, log) -> dict:
+def epoch_throughput(name: str, sizes: Sizes, log, clock: Callable = time.perf_counter) -> dict:
   """examples/s of one synthetic epoch as a lax.scan program and as a loop of jitted steps."""
   steps = sizes.epoch_steps_cnn if name.endswith("mnist") else sizes.epoch_steps
   case = make_case(name, dataclasses.replace(sizes, data_batches=steps))
@@ -480,11 +520,11 @@ def epoch_throughput(name: str, sizes: Sizes, log) -> dict:
     # budget is spent; an epoch slower than the whole budget is timed once, first included.
     seconds = []
     while len(seconds) <= sizes.epoch_repeats and sum(seconds) < sizes.epoch_budget_s:
-      t0 = time.perf_counter()
+      t0 = clock()
       # (make_loop_epoch may return more than (state, metrics): the next step's index.)
       state, metrics = epoch(state, data, jax.random.fold_in(key, len(seconds)))[:2]
       jax.block_until_ready((state, metrics))
-      seconds.append(time.perf_counter() - t0)
+      seconds.append(clock() - t0)
     timed = seconds[1:] or seconds
     s = float(np.median(timed))
     out[mode] = {"compile_s": compile_s, "s_per_epoch": s, "examples_per_s": n / s,
@@ -496,8 +536,9 @@ def epoch_throughput(name: str, sizes: Sizes, log) -> dict:
 
 
 # ----------------------------------------------------------------------------- output
-BAR = (("cnn_mnist", "torch_over_jaxml", 1.0), ("cnn_mnist", "fraction_of_peak", 0.5),
-       ("gru_activity", "torch_over_jaxml", 1.5), ("lstm_activity", "torch_over_jaxml", 1.5))
+# Issue 19: every benchmark at least as fast as PyTorch, the activity GRU 1.5x.
+BAR = tuple((name, "torch_over_jaxml", 1.5 if name == "gru_activity" else 1.0)
+            for name in BENCHMARKS)
 
 
 def check_bar(results: dict) -> list:
@@ -513,13 +554,44 @@ def check_bar(results: dict) -> list:
   return rows
 
 
+VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512dq", "avx512bw",
+                "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile",
+                "amx_bf16", "amx_int8")
+
+
+def cpu_info() -> dict:
+  """The CPU model and which vector extensions it has (from /proc/cpuinfo, as lscpu shows
+  them), so each ratio can be read against what the host's matmuls can use."""
+  model, flags, family = platform.processor() or None, set(), {}
+  try:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+      key, _, value = line.partition(":")
+      key = key.strip()
+      if key == "model name" and model in (None, "", platform.processor()):
+        model = value.strip()
+      elif key in ("flags", "Features") and not flags:
+        flags = set(value.split())
+      elif key in ("cpu family", "model") and key not in family:
+        family[key] = value.strip()
+  except OSError:
+    pass
+  return {"cpu_model": model,
+          "cpu_family_model": "/".join(family[k] for k in ("cpu family", "model") if k in family)
+                              or None,
+          "cpu_vector_extensions": [f for f in VECTOR_FLAGS if f in flags]}
+
+
 def _f(x, fmt=".2f", none="–"):
   return none if x is None else format(x, fmt)
 
 
 def markdown(results: dict) -> str:
   m = results["machine"]
-  lines = [f"jaxml train step vs PyTorch: {m['cpu_count']} CPUs (load average "
+  lines = [f"jaxml train step vs PyTorch: {m['cpu_model']} "
+           f"({', '.join(m['cpu_vector_extensions']) or 'no vector extensions listed'}); "
+           + (f"--threads=1: both sides pinned to one core, timed by process CPU time; "
+              if m.get("threads") == 1 else "wall clock; ")
+           + f"{m['cpu_count']} CPUs (load average "
            f"{m['load_average'][0]:.1f} at the start, {m['load_average'][1]:.1f} at the end), "
            f"jax {m['jax']}, torch {m['torch'] or 'not installed'}"
            + (f" ({m['torch_threads']} threads)" if m["torch"] else "")
@@ -530,10 +602,10 @@ def markdown(results: dict) -> str:
               if m.get("jax_device_kind") else "")
            + (f"; batches x{m['batch_scale']}" if m.get("batch_scale", 1) != 1 else ""), "",
            "| benchmark | batch | jaxml ms [IQR] | torch ms [IQR] | torch/jaxml (best/best) | "
-           "GFLOP/step | "
+           "GFLOP/step | floor ms (FLOPs/peak) | "
            "jaxml GFLOP/s (% peak) | torch GFLOP/s (% peak) | compile s | XLA temp MB | "
-           "RSS peak +MB jaxml / torch |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "RSS peak +MB jaxml / torch | minor faults/step jaxml / torch |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
   for name in BENCHMARKS:
     r = results.get(name)
     if r is None:
@@ -546,9 +618,12 @@ def markdown(results: dict) -> str:
     best = f" ({r['torch_over_jaxml_best']:.2f})" if t else ""
     lines.append(f"| {name} | {r['batch']} | {ms(j)} | {ms(t)} | "
                  f"{_f(r['torch_over_jaxml'])}{best} | "
-                 f"{r['flops'] / 1e9:.3f} | {rate(j)} | {rate(t)} | {j['compile_s']:.1f} | "
+                 f"{r['flops'] / 1e9:.3f} | {r['floor_ms']:.2f} | {rate(j)} | {rate(t)} | "
+                 f"{j['compile_s']:.1f} | "
                  f"{mb(j['xla_temp_bytes'])} | {mb(j['peak_rss_growth_bytes'])} / "
-                 f"{mb(t['peak_rss_growth_bytes']) if t else '–'} |")
+                 f"{mb(t['peak_rss_growth_bytes']) if t else '–'} | "
+                 f"{j['minor_faults_per_step']:.0f} / "
+                 f"{_f(t['minor_faults_per_step'] if t else None, '.0f')} |")
   ep = results.get("epoch_throughput") or {}
   if ep:
     lines += ["", "| whole epoch | steps x batch | scan examples/s | loop examples/s | "
@@ -559,7 +634,7 @@ def markdown(results: dict) -> str:
                    f"{r['scan_over_loop']:.2f} | {r['scan']['compile_s']:.1f} / "
                    f"{r['loop']['compile_s']:.1f} |")
   if results.get("bar"):
-    lines += ["", "Bar (issue 9): " + "; ".join(
+    lines += ["", "Bar (issue 19): " + "; ".join(
         f"{b['benchmark']} {b['measure']} {_f(b['value'])} >= {b['need']}: "
         f"{'n/a' if b['holds'] is None else ('holds' if b['holds'] else 'FAILS')}"
         for b in results["bar"])]
@@ -587,8 +662,12 @@ def main(argv=None) -> int:
   ap.add_argument("--quick", action="store_true", help="tiny shapes and few repeats (tests)")
   ap.add_argument("--torch", choices=("auto", "off"), default="auto",
                   help="auto: compare with PyTorch when it is installed; off: jaxml only")
-  ap.add_argument("--torch_threads", type=int, default=os.cpu_count() or 1,
-                  help="torch.set_num_threads (default: the CPU count)")
+  ap.add_argument("--torch_threads", type=int, default=None,
+                  help="torch.set_num_threads (default: the CPU count; 1 with --threads=1)")
+  ap.add_argument("--threads", type=int, choices=(0, 1), default=0,
+                  help="1: pin both sides to one core (XLA's Eigen single-threaded, torch one "
+                       "thread) and time each step by process CPU time, robust to other load "
+                       "on a shared machine; 0 (default): all cores, wall clock")
   ap.add_argument("--epochs", default=",".join(EPOCH_BENCHMARKS),
                   help="benchmarks (of those run) whose whole-epoch throughput is measured, "
                        "scan vs loop; empty: none")
@@ -609,6 +688,12 @@ def main(argv=None) -> int:
     print(f"error: unknown benchmark(s) {','.join(unknown)}; choose from "
           f"{','.join(BENCHMARKS)}", file=sys.stderr)
     return 2
+  if args.threads == 1 and _PINNED["cpu"] is None:
+    print("error: --threads=1 must pin the process before jax starts; run it as "
+          "`python -m benchmarks.speed --threads=1 ...`", file=sys.stderr)
+    return 2
+  torch_threads = args.torch_threads or (1 if args.threads == 1 else os.cpu_count() or 1)
+  clock = time.process_time if args.threads == 1 else time.perf_counter
   sizes = QUICK if args.quick else Sizes()
   if args.batch_scale < 1:
     print(f"error: --batch_scale={args.batch_scale}; pass an integer >= 1", file=sys.stderr)
@@ -618,31 +703,36 @@ def main(argv=None) -> int:
   kept_freed_memory = keep_freed_memory() if args.malloc == "keep" else False
   t_start = time.perf_counter()
   load_start = os.getloadavg()[0]
-  torch, tm = import_torch(args.torch, args.torch_threads)
+  torch, tm = import_torch(args.torch, torch_threads)
   torch_device = args.torch_device
   if torch_device == "auto":
     torch_device = ("cuda" if torch is not None and torch.cuda.is_available()
                     and jax.default_backend() == "gpu" else "cpu")
   sizes = dataclasses.replace(sizes, batch_scale=args.batch_scale, torch_device=torch_device)
-  peaks = {"jaxml": jax_matmul_peak(sizes.matmul_n, sizes.matmul_repeats)}
+  peaks = {"jaxml": jax_matmul_peak(sizes.matmul_n, sizes.matmul_repeats, clock)}
   if torch is not None:
     peaks["torch"] = torch_matmul_peak(torch, sizes.matmul_n, sizes.matmul_repeats,
-                                        sizes.torch_device)
+                                        sizes.torch_device, clock)
   results = {}
   for name in names:
-    results[name] = bench(name, sizes, torch, tm, peaks, log)
-  epochs = {name: epoch_throughput(name, sizes, log) for name in epoch_names if name in names}
+    results[name] = bench(name, sizes, torch, tm, peaks, log, clock)
+  epochs = {name: epoch_throughput(name, sizes, log, clock)
+            for name in epoch_names if name in names}
   # A second peak measurement at the end: the best of both (the machine is shared).
-  peaks["jaxml"] = max(peaks["jaxml"], jax_matmul_peak(sizes.matmul_n, sizes.matmul_repeats))
+  peaks["jaxml"] = max(peaks["jaxml"],
+                       jax_matmul_peak(sizes.matmul_n, sizes.matmul_repeats, clock))
   if torch is not None:
     peaks["torch"] = max(peaks["torch"],
                          torch_matmul_peak(torch, sizes.matmul_n, sizes.matmul_repeats,
-                                           sizes.torch_device))
+                                           sizes.torch_device, clock))
   for r in results.values():
+    r["floor_ms"] = r["flops"] / (max(peaks.values()) * 1e9) * 1e3
     for side in ("jaxml", "torch"):
       if r[side]:
         r[side]["fraction_of_peak"] = r[side]["gflops_per_s"] / peaks[side]
+        r[side]["over_floor"] = r[side]["ms"] / r["floor_ms"]
   results["machine"] = {
+      **cpu_info(), "threads": args.threads, "pinned_cpu": _PINNED["cpu"],
       "cpu_count": os.cpu_count(), "platform": platform.platform(),
       "python": platform.python_version(), "jax": jax.__version__,
       "jax_backend": jax.default_backend(), "torch": torch.__version__ if torch else None,
@@ -656,8 +746,13 @@ def main(argv=None) -> int:
       # Accelerators (issue 20): what ran, and how a step is timed on each side.
       "jax_device_kind": jax.devices()[0].device_kind, "torch_device": torch_device,
       "batch_scale": sizes.batch_scale,
-      "timing": "wall clock (perf_counter) around each step, ended when its results are ready: "
-                "jax block_until_ready, torch torch.cuda.synchronize() on CUDA",
+      "timing": ("process CPU time (all threads) of each step, both sides pinned to one core"
+                 if args.threads == 1 else "wall clock (perf_counter)")
+                + " around each step, ended when its results are ready: jax "
+                  "block_until_ready, torch torch.cuda.synchronize() on CUDA",
+      "floor": "floor_ms = the step's matmul+conv FLOPs / the best matmul peak measured here",
+      "epoch_timing": "the same clock as the steps (compile_s: wall clock)",
+      "xla_flags": os.environ.get("XLA_FLAGS", ""),
       "jax_default_matmul_precision": jax.config.jax_default_matmul_precision,
       "torch_allow_tf32": (torch_tf32(torch)
                            if torch is not None and torch_device.startswith("cuda") else None)}

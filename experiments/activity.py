@@ -49,8 +49,11 @@ class Config(TrainConfig):
   dropout: float = 0.0              # dropout on the readout and head inputs in training
   forget_bias: float = 1.0          # LSTM forget-gate bias at init (ignored by RNN, GRU)
   unroll: int = 1                   # lax.scan unroll factor (speed only, same numbers)
-  backward: Literal["fast", "autodiff"] = "fast"  # gradient through time, both derived from the
-                                    # cell's step: "fast" custom VJP or jax.grad of the scan
+  backward: Literal["fast", "autodiff"] = "autodiff"  # gradient through time, both derived
+                                    # from the cell's step: jax.grad of the scan, or the "fast"
+                                    # custom VJP; autodiff measured as fast or faster for the
+                                    # GRU/LSTM steps since the projection moved into the loop
+                                    # (issue 19, benchmarks/recurrent_ab.py)
   # --- data
   normalize: Literal["channel", "none"] = "channel"  # per-channel z-score, train statistics
   channels: Literal["all", "accelerometer", "gyroscope"] = "all"  # BasicMotions: which sensor

@@ -8,11 +8,15 @@ record there and every recurrent experiment accepts `--config.cell=NAME`):
   zero_carry(batch, hidden, dtype) -> carry          # any pytree of f[batch, ...] leaves
   readout(carry) -> f[batch, hidden]                 # optional: the carry's hidden state
 
-`xp_t = project(params, x_t) = x_t @ w_x + b` (f[batch, G], G = gates x hidden) is done for all
-steps at once before the time loop (one big matmul instead of T small ones), so `step` is only
-the recurrence. `step` must treat batch rows independently (true of any per-example cell, also
-with layer normalisation over features; not of batch normalisation): the fast backward below
-relies on it and the tests check it for every registered cell.
+`xp_t = project(params, x_t) = x_t @ w_x + b` (f[batch, G], G = gates x hidden) is shared by
+all cells, so `step` is only the recurrence; the runner calls `project` inside the time loop,
+step by step. (Hoisting it out of the loop as one big matmul was the obvious layout, and is
+2-2.5x slower on XLA:CPU: a loop-body fusion that reads several gate slices of a
+dynamic-sliced [T, B, G] array runs ~10x slower per element than one that slices the step's
+own matmul output; BUILD_NOTES "Speed, second pass (issue 19)".) `step` must treat batch rows
+independently (true of any per-example cell, also with layer normalisation over features; not
+of batch normalisation): the fast backward below relies on it and the tests check it for every
+registered cell.
 
 Equations (sigma = logistic sigmoid, * = elementwise):
   RNN:  h' = tanh(x W + h U + b)                              (seed: h(t) = f_H(W_IH x + W_HH h(t-1)))
@@ -30,6 +34,9 @@ needs nothing else:
     is autodiff's transpose of the scan with the weights held constant, so it carries only the
     state cotangent and does no weight-gradient work per step; the weight gradients are then one
     vjp of `step` over all T*B (carry, input) rows at once (one big matmul per weight).
+`run` defaults to "fast"; the activity and IMDB experiments default to "autodiff", which is as
+fast or faster on their GRU/LSTM steps since the projection runs in the loop (issue 19,
+benchmarks/recurrent_ab.py: one core, CPU time, interleaved).
 tests/test_recurrent.py checks that both agree for every registered cell, and
 tests/reference_rnn.py holds the seed's hand-derived BPTT as an independent reference.
 """
@@ -151,8 +158,7 @@ def get_cell(name: str) -> Cell:
 
 def cell_fn(kind: str) -> Callable:
   """The plain per-step cell `(params, carry, x_t) -> (carry, h_t)` of the given kind."""
-  step = get_cell(kind).step
-  return lambda params, carry, x_t: step(params, carry, project(params, x_t))
+  return functools.partial(_projected_step, get_cell(kind).step)
 
 
 BACKWARDS = ("fast", "autodiff")
@@ -169,6 +175,7 @@ def _skip_masked(m_t, new_c, h_t, c):
 def _masked_scan(step, params, xp, carry, m, reverse, unroll):
   """`step` over time: (final carry, hs f[T, B, H]).
 
+  xp: f[T, B, ...], the step's inputs (`run` passes x itself, projected inside `step`);
   m: None or f[T, B, 1]; where 0 the step is skipped (carry kept, output zero).
   """
 
@@ -203,8 +210,8 @@ def _per_row(step, params, carry, xp):
   """Which of the step's vjp residuals have a batch axis (a bool per residual), read from their
   shapes when the step is traced for B rows and for T*B rows.
 
-  xp: f[T, B, G]; carry: the f[B, ...] initial carry. Raises ValueError for a step whose
-  residuals are not per row (e.g. batch normalisation over the batch).
+  xp: f[T, B, ...], the step's inputs; carry: the f[B, ...] initial carry. Raises ValueError
+  for a step whose residuals are not per row (e.g. batch normalisation over the batch).
   """
   n_steps, batch = xp.shape[:2]
   rows = lambda a: jax.ShapeDtypeStruct((n_steps * batch,) + a.shape[1:], a.dtype)
@@ -252,7 +259,7 @@ def _rows(a):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 5, 6))
 def _fast_recurrence(step, params, xp, carry, m, reverse, unroll):
-  """(final carry, hs f[T, B, H]) of `step` over xp: f[T, B, G]; the same numbers as the plain
+  """(final carry, hs f[T, B, H]) of `step` over xp: f[T, B, ...]; the same numbers as the plain
   scan, with the backward pass described above."""
   return _masked_scan(step, params, xp, carry, m, reverse, unroll)
 
@@ -303,6 +310,11 @@ def _fast_bwd(step, reverse, unroll, residuals, cotangents):
 _fast_recurrence.defvjp(_fast_fwd, _fast_bwd)
 
 
+def _projected_step(step, params: Params, carry, x_t):
+  """`step` on the projected input: the per-step cell (params, carry, x_t) -> (carry, h_t)."""
+  return step(params, carry, project(params, x_t))
+
+
 def run(kind: str, params: Params, x, carry=None, mask=None, *, hidden: int | None = None,
         reverse: bool = False, unroll: int = 1, backward: str = "fast"):
   """Runs the registered cell `kind` over time with `lax.scan`.
@@ -328,14 +340,14 @@ def run(kind: str, params: Params, x, carry=None, mask=None, *, hidden: int | No
     if hidden is None:
       raise TypeError("recurrent.run needs `carry` or `hidden` to build the zero carry")
     carry = cell.zero_carry(x.shape[0], hidden, x.dtype)
-  # Time-major [T, B, G], as the scan walks axis 0. Transposing x (n_in wide) before the
-  # projection is cheaper than transposing the G-wide projection, forward and backward.
-  xp = project(params, jnp.swapaxes(x, 0, 1))
+  xs = jnp.swapaxes(x, 0, 1)  # time-major [T, B, n_in], as the scan walks axis 0
   m = None if mask is None else jnp.swapaxes(mask, 0, 1).astype(x.dtype)[..., None]  # [T, B, 1]
+  # The input projection runs inside the loop, step by step (module docstring, "Speed").
+  step = functools.partial(_projected_step, cell.step)
   if backward == "fast":
-    carry, hs = _fast_recurrence(cell.step, params, xp, carry, m, reverse, unroll)
+    carry, hs = _fast_recurrence(step, params, xs, carry, m, reverse, unroll)
   else:
-    carry, hs = _masked_scan(cell.step, params, xp, carry, m, reverse, unroll)
+    carry, hs = _masked_scan(step, params, xs, carry, m, reverse, unroll)
   return carry, jnp.swapaxes(hs, 0, 1)
 
 

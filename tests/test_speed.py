@@ -66,13 +66,15 @@ def test_unknown_benchmark_is_a_one_line_error(capsys):
   assert capsys.readouterr().err.startswith("error: unknown benchmark(s) resnet;")
 
 
-def _check_side(row, flops):
+def _check_side(row, flops, floor_ms):
   assert 0 < row["ms_min"] <= row["ms_iqr"][0] <= row["ms"] <= row["ms_iqr"][1]
   assert row["steps_timed"] >= 2
   assert row["gflops_per_s"] == pytest.approx(flops / row["ms"] / 1e6)
   # (A --quick peak is one small matmul on a shared machine: no upper bound is safe.)
   assert 0 < row["fraction_of_peak"] < math.inf
   assert row["peak_rss_growth_bytes"] >= 0
+  assert row["minor_faults_per_step"] >= 0 and row["minor_faults_per_step_max"] >= 0
+  assert row["over_floor"] == pytest.approx(row["ms"] / floor_ms)
 
 
 def test_quick_run_writes_every_column(tmp_path):
@@ -87,14 +89,18 @@ def test_quick_run_writes_every_column(tmp_path):
   assert m["cpu_count"] >= 1 and m["jax"] == jax.__version__ and m["jax_matmul_gflops"] > 0
   assert (m["torch"] is not None) == HAVE_TORCH
   assert (m["torch_matmul_gflops"] is not None) == HAVE_TORCH
+  assert m["threads"] == 0 and m["timing"].startswith("wall clock")
+  assert m["cpu_model"] and isinstance(m["cpu_vector_extensions"], list)
   for name in names:
     b = r[name]
     assert b["flops"] > 0 and b["xla_flops"] > 0 and b["batch"] >= 1
     j = b["jaxml"]
-    _check_side(j, b["flops"])
+    assert b["floor_ms"] == pytest.approx(b["flops"] / max(
+        m["jax_matmul_gflops"], m["torch_matmul_gflops"] or 0) / 1e6)
+    _check_side(j, b["flops"], b["floor_ms"])
     assert j["compile_s"] > 0 and j["xla_argument_bytes"] > 0 and j["xla_temp_bytes"] >= 0
     if HAVE_TORCH:
-      _check_side(b["torch"], b["flops"])
+      _check_side(b["torch"], b["flops"], b["floor_ms"])
       assert b["torch_over_jaxml"] == pytest.approx(b["torch"]["ms"] / j["ms"])
       assert b["torch_over_jaxml_best"] == pytest.approx(b["torch"]["ms_min"] / j["ms_min"])
     else:
@@ -109,10 +115,10 @@ def test_quick_run_writes_every_column(tmp_path):
       assert e[mode]["examples_per_s"] == pytest.approx(
           e["steps"] * e["batch"] / e[mode]["s_per_epoch"])
       assert e[mode]["compile_s"] > 0 and e[mode]["epochs_timed"] >= 1
-  assert {(b["benchmark"], b["measure"]) for b in r["bar"]} == {
-      ("cnn_mnist", "torch_over_jaxml"), ("cnn_mnist", "fraction_of_peak"),
-      ("gru_activity", "torch_over_jaxml")}
+  assert {(b["benchmark"], b["measure"], b["need"]) for b in r["bar"]} == {
+      ("cnn_mnist", "torch_over_jaxml", 1.0), ("gru_activity", "torch_over_jaxml", 1.5)}
   table = out.with_suffix(".md").read_text()
+  assert "| floor ms (FLOPs/peak) |" in table and "minor faults/step" in table
   assert all(f"| {name} |" in table for name in names) and "| whole epoch |" in table
   assert table in proc.stdout
 
@@ -127,6 +133,26 @@ def test_without_torch_its_columns_are_null(tmp_path):
   assert r["ngram_lm"]["torch_over_jaxml_best"] is None
   assert r["ngram_lm"]["jaxml"]["ms"] > 0 and r["epoch_throughput"] == {}
   assert "| ngram_lm |" in out.with_suffix(".md").read_text()
+
+
+def test_threads_1_pins_one_core_and_times_cpu_time(tmp_path):
+  """--threads=1: the process pinned to one core before jax starts, XLA single-threaded,
+  steps timed by CPU time; the JSON says so."""
+  out = tmp_path / "speed.json"
+  proc = run_speed("--quick", "--threads=1", "--torch=off", "--only=ngram_lm", "--epochs=",
+                   f"--out={out}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  m = json.loads(out.read_text())["machine"]
+  assert m["threads"] == 1 and m["pinned_cpu"] in os.sched_getaffinity(0)
+  assert m["timing"].startswith("process CPU time")
+  assert "--xla_cpu_multi_thread_eigen=false" in m["xla_flags"]
+  assert "timed by process CPU time" in out.with_suffix(".md").read_text()
+
+
+def test_threads_1_in_process_is_a_one_line_error(capsys):
+  """In-process the jax thread pools may already exist: pinning then would not hold."""
+  assert speed.main(["--threads=1", "--only=ngram_lm"]) == 2
+  assert capsys.readouterr().err.startswith("error: --threads=1 must pin")
 
 
 def test_batch_scale_multiplies_every_batch_and_the_resident_data():
