@@ -549,6 +549,8 @@ class _Loop:
       state, steps = self.train_epoch(state, epoch, progress, partial)
       partial = None
       val_sums = _host(self.evaluate(state["params"], self.val_dev))
+      # Several replicas: their parameters come to the host once and are sliced there.
+      params = state["params"] if self.replicas == 1 else _host(state["params"])
       rows, diverged = {}, {}
       for r in running:
         steps_r = steps if self.replicas == 1 else {k: v[:, r] for k, v in steps.items()}
@@ -556,7 +558,7 @@ class _Loop:
         try:
           _check_divergence(self.cfg.diverge_factor, steps_r, step_losses, progress[r].history,
                             epoch, self.ckpt)
-          rows[r] = self.validate(self.params(state, r), epoch, steps_r, step_losses,
+          rows[r] = self.validate(_replica(params, r, self.replicas), epoch, steps_r, step_losses,
                                   _replica(val_sums, r, self.replicas))
         except DivergenceError as e:
           if self.replicas == 1:
@@ -570,7 +572,7 @@ class _Loop:
         best_train = min([h["train_loss"] for h in history] + [row["train_loss"]])
         if best_train > 0 and row["train_loss"] > self.cfg.climb_factor * best_train:
           row["over_best_train_loss"] = row["train_loss"] / best_train  # said in the epoch line
-        self.record(row, self.params(state, r), progress[r])
+        self.record(row, _replica(params, r, self.replicas), progress[r])
         progress[r].stop_reason = self.stop_reason(epoch, progress[r])
       if self.replicas == 1:
         self.log(_epoch_line(rows[0], self.epochs, progress[0].best_epoch))
@@ -592,10 +594,6 @@ class _Loop:
       if all(p.stop_reason for p in progress):
         break
     return epoch_times
-
-  def params(self, state, r: int):
-    """Replica r's current parameters (on the device)."""
-    return _replica(state["params"], r, self.replicas)
 
   def stop_reason(self, epoch: int, progress: _Progress) -> str | None:
     """Why this replica stops after `epoch`, or None while it goes on."""
