@@ -452,8 +452,11 @@ def fit(cfg: TrainConfig, *, params, loss_fn: Callable, train_data: dict, val_da
   # The programs, lowered first: their fingerprint decides whether a checkpoint may resume.
   make_epoch = make_scan_epoch if cfg.epoch_mode == "scan" else make_loop_epoch
   epoch_fn = make_epoch(loss_fn, optimizer, n, cfg.batch_size, by_batch, **per_replica)
-  evaluate = make_evaluate(loss_fn, cfg.eval_batch_size,
-                           by_batch if cfg.eval_batch_size % n_dev == 0 else None, **per_replica)
+  eval_batch = cfg.eval_batch_size
+  if replicas > 1:  # (memory only, not results) no padding past the validation set N times over
+    eval_batch = min(eval_batch, -(-val_data["weight"].shape[-1] // n_dev) * n_dev)
+  evaluate = make_evaluate(loss_fn, eval_batch, by_batch if eval_batch % n_dev == 0 else None,
+                           **per_replica)
   lowered_epoch = epoch_fn.lower(state, train_dev, _epoch_key(key, 1, replicas), *all_active)
   lowered_eval = evaluate.lower(state["params"], val_dev)
   fingerprint = computation_fingerprint(lowered_epoch, lowered_eval)
