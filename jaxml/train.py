@@ -584,7 +584,7 @@ class _Loop:
       for r, message in diverged.items():
         progress[r].stop_reason = DIVERGED + message
         self.log(f"replica {r} diverged, so it stops (the others go on): {message}")
-      if diverged and all(p.stop_reason.startswith(DIVERGED) for p in progress):
+      if diverged and all((p.stop_reason or "").startswith(DIVERGED) for p in progress):
         raise DivergenceError(f"all {self.replicas} replicas diverged; the last, replica "
                               f"{max(diverged)}: {diverged[max(diverged)]}")
       self.checkpoint(epoch, state, progress)
