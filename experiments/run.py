@@ -6,10 +6,11 @@
 
 Writes WORKDIR/results.json = {"exp", "metrics", "config", "timing", ...} and the experiment's
 PNGs and checkpoints/. With --seeds=N > 1 (the gradient-trained experiments) seeds --seed ..
---seed + N - 1 train together as one vmapped program, each exactly as its single run would:
+--seed + N - 1 train together as one vmapped program, each as its single run (to float rounding):
 "metrics" is then the mean over seeds, "metrics_per_seed" the N runs' metrics and
-"metrics_summary" {name: {mean, std, ci95, n}} (jaxml/seeds.py). A user's mistake ends with one `error: ...` line and exit status 2; a
-diverged run with exit status 3.
+"metrics_summary" {name: {mean, std, ci95, n}} (jaxml/seeds.py). A user's mistake ends with
+one `error: ...` line and exit status 2; a diverged run with exit status 3 (with --seeds: when
+every seed diverged; a seed that diverges alone stops, "diverged: ..." its stop reason).
 """
 
 import platform

@@ -561,8 +561,8 @@ class _Loop:
         try:
           _check_divergence(self.cfg.diverge_factor, steps_r, step_losses, progress[r].history,
                             epoch, self.ckpt)
-          rows[r] = self.validate(_replica(params, r, self.replicas), epoch, steps_r, step_losses,
-                                  _replica(val_sums, r, self.replicas))
+          rows[r] = self.validate(_replica(params, r, self.replicas), epoch, steps_r,
+                                  step_losses, _replica(val_sums, r, self.replicas))
         except DivergenceError as e:
           if self.replicas == 1:
             raise
@@ -746,8 +746,8 @@ def _epoch_line(row: dict, epochs: int, best_epoch: int) -> str:
 
 
 def _replicas_epoch_line(rows: dict, epochs: int, progress: list) -> str:
-  """The epoch line of several replicas: mean ± std (over the replicas that trained this epoch)
-  of train loss, accuracy and validation loss, accuracy, with the range of validation accuracy."""
+  """The epoch line of several replicas: mean ± std (over the replicas that trained this
+  epoch) of train and validation loss and accuracy, with the range of validation accuracy."""
   def spread(key, digits=4):
     v = np.array([row[key] for row in rows.values()])
     std = v.std(ddof=1) if len(v) > 1 else 0.0
