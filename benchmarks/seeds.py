@@ -17,7 +17,9 @@ Reported per model, examples/s = training examples processed (R x epochs x steps
 divided by
   with_compile: the whole of `fit` (tracing, compilation, epochs with their validation);
   train_only:   the epochs alone (FitResult.seconds_per_epoch x epochs: steps + validation),
-and the speed-up (replicas over sequential) for both. Writes JSON (default
+and the speed-up (replicas over sequential) for both; then (unless --commands=off) the same
+as whole `python -m experiments.run` processes, one `--seeds=R` against R `--seed=s` runs, as a
+user would type them (start-up, data loading and pictures included). Writes JSON (default
 benchmarks/results/seeds.json) and a markdown table beside it (.md), with the CPU model
 (`lscpu`), the load average before and after, and the command.
 """
@@ -120,7 +122,37 @@ def ngram_lm() -> Problem:
 MODELS = {"gru_activity": gru_activity, "lenet5_mnist": lenet5_mnist, "ngram_lm": ngram_lm}
 
 
-def measure(name: str, replicas: int, log) -> dict:
+def measure_commands(name: str, replicas: int, eval_batch: int, examples: int, log) -> dict:
+  """Whole `python -m experiments.run` processes as a user types them (start-up, data loading,
+  compilation, training, evaluation, pictures): one --seeds=R against R --seed=s, the same
+  BENCH overrides and validation batch on both sides."""
+  import tempfile
+  overrides = [f"--config.{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
+               for k, v in BENCH[name].items()] + [f"--config.eval_batch_size={eval_batch}"]
+  root = Path(__file__).resolve().parents[1]
+  env = dict(os.environ, PYTHONPATH=str(root))
+
+  def run(workdir, *args) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "experiments.run", f"--exp={name}",
+                           f"--workdir={workdir}", "--compile_cache=none", *overrides, *args],
+                          cwd=root, env=env, capture_output=True, text=True)
+    if proc.returncode:
+      raise SystemExit(f"{name} {' '.join(args)} failed: {proc.stderr[-1500:]}")
+    return time.perf_counter() - t0
+
+  with tempfile.TemporaryDirectory() as tmp:
+    sequential = sum(run(Path(tmp) / f"seed{s}", f"--seed={s}") for s in range(replicas))
+    together = run(Path(tmp) / "seeds", f"--seeds={replicas}")
+  out = {"sequential_s": sequential, "replicas_s": together,
+         "examples_per_s_sequential": examples / sequential,
+         "examples_per_s_replicas": examples / together, "speedup": sequential / together}
+  log(f"{name} commands: --seeds={replicas} {together:.1f}s vs {replicas} x --seeds=1 "
+      f"{sequential:.1f}s; speed-up {out['speedup']:.2f}x")
+  return out
+
+
+def measure(name: str, replicas: int, log, commands: bool = True) -> dict:
   prob = MODELS[name]()
   seeds = range(replicas)
   data = [prob.data(s) for s in seeds]
@@ -163,6 +195,8 @@ def measure(name: str, replicas: int, log) -> dict:
   log(f"{name}: {replicas} replicas {out['replicas']['wall_s']:.1f}s vs {replicas} sequential "
       f"{out['sequential']['wall_s']:.1f}s; speed-up {out['speedup_with_compile']:.2f}x with "
       f"compile, {out['speedup_train_only']:.2f}x train only")
+  if commands:
+    out["commands"] = measure_commands(name, replicas, cfg.eval_batch_size, examples, log)
   return out
 
 
@@ -192,6 +226,16 @@ def markdown(res: dict) -> str:
         f"{s['examples_per_s_with_compile']:.0f} / {r['examples_per_s_with_compile']:.0f} | "
         f"{m['speedup_with_compile']:.2f}x | {s['examples_per_s_train_only']:.0f} / "
         f"{r['examples_per_s_train_only']:.0f} | {m['speedup_train_only']:.2f}x |")
+  if all("commands" in m for m in res["models"].values()):
+    lines += ["", "Whole commands (`python -m experiments.run`, start-up, data, compilation, "
+              "training, evaluation and pictures; `--compile_cache=none`):", "",
+              "| model | R x `--seeds=1` s | one `--seeds=R` s | examples/s seq / rep | "
+              "speed-up |", "|---|---|---|---|---|"]
+    for name, m in res["models"].items():
+      c = m["commands"]
+      lines.append(f"| {name} | {c['sequential_s']:.1f} | {c['replicas_s']:.1f} | "
+                   f"{c['examples_per_s_sequential']:.0f} / {c['examples_per_s_replicas']:.0f} | "
+                   f"{c['speedup']:.2f}x |")
   lines += ["", "With compile: the whole of `fit`; train only: its epochs (steps and validation). "
             "Overrides of the default presets: " + "; ".join(
                 f"{n}: {m['overrides']}" for n, m in res["models"].items()) + ".", ""]
@@ -203,6 +247,8 @@ def main(argv=None) -> None:
   p.add_argument("--only", default=",".join(MODELS))
   p.add_argument("--replicas", type=int, default=8)
   p.add_argument("--out", default="benchmarks/results/seeds.json")
+  p.add_argument("--commands", default="on", choices=("on", "off"),
+                 help="also time whole experiments.run processes (minutes)")
   args = p.parse_args(argv)
   names = args.only.split(",")
   unknown = [n for n in names if n not in MODELS]
@@ -211,7 +257,8 @@ def main(argv=None) -> None:
     sys.exit(2)
   runtime.keep_freed_memory()
   load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
-  models = {n: measure(n, args.replicas, lambda m: print(m, flush=True)) for n in names}
+  models = {n: measure(n, args.replicas, lambda m: print(m, flush=True),
+                       commands=args.commands == "on") for n in names}
   res = {"command": "python -m benchmarks.seeds " + " ".join(sys.argv[1:] if argv is None
                                                               else argv),
          "cpu": cpu_model(), "cpu_count": os.cpu_count(), "jax": jax.__version__,

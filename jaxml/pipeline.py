@@ -150,8 +150,7 @@ def train_classifier(cfg: TrainConfig, *, splits, class_names, init_fn: Callable
   out = summarize([m for m, _, _ in evaluated])
   total = {name: sum(c[name] for _, c, _ in evaluated) for name in confusion}
   if any(r.history for r in results):
-    plots.seed_curves([r.history for r in results], workdir / "curves.png",
-                      f"{title} ({n_seeds} seeds)".strip())
+    plots.seed_curves([r.history for r in results], workdir / "curves.png", title)
   for name in ("train", "test"):
     acc = mean_std_text(out["metrics_summary"][f"{name}_accuracy"], 3)
     plots.plot_confusion(total[name], class_names, workdir / f"confusion_{name}.png",

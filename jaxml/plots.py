@@ -76,7 +76,8 @@ def _band(ax, histories, key, label, color, transform=lambda v: v, style="o-"):
 
 
 def seed_curves(histories: Sequence[Sequence[dict]], path, title: str = "") -> None:
-  """`training_curves` of several seeds: the mean over seeds per epoch with a min-max band."""
+  """`training_curves` of several seeds: the mean over seeds per epoch with a min-max band
+  (at each epoch over the seeds still training, so the mean steps where one stops early)."""
   has_acc = "train_accuracy" in histories[0][0]
   fig, axes = plt.subplots(1, 3 if has_acc else 1, figsize=(15 if has_acc else 5.5, 4))
   axes = np.atleast_1d(axes)

@@ -3,6 +3,8 @@ S + r, each replica early-stops on its own, a diverged replica stops alone, a mu
 resumes exactly, and results.json summarises the seeds."""
 
 import dataclasses
+import json
+import types
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +14,7 @@ import pytest
 from experiments import activity, ngram_lm
 from experiments.base import RunContext
 from experiments.registry import EXPERIMENTS
-from experiments.run import check_seeds
+from experiments.run import check_seeds, execute
 from jaxml import nn, seeds
 from jaxml.errors import DivergenceError, UserError
 from jaxml.train import fit
@@ -122,11 +124,15 @@ def test_gru_activity_seeds_match_single_runs_and_results_summarise_them(tmp_pat
   its own validation split; seed 2's numbers are the --seed=2 run's; metrics is the mean,
   metrics_summary the mean, std and 95% interval."""
   cfg = activity.tiny(activity.default_preset("gru"))
-  out = activity.run(cfg, RunContext(workdir=tmp_path / "multi", data_path=None, seed=1,
-                                     seeds=2, log=lambda m: None))
+  flags = types.SimpleNamespace(exp="gru_activity", preset="default", tiny=True, imports="",
+                                data_path=None, workdir=str(tmp_path / "multi"), seed=1, seeds=2,
+                                restart=False, compile_cache="none")
+  assert execute(flags, {}) == 0  # the runner, as `--tiny --seed=1 --seeds=2`, in process
+  out = json.loads((tmp_path / "multi" / "results.json").read_text())
   single = activity.run(cfg, RunContext(workdir=tmp_path / "single", data_path=None, seed=2,
                                         log=lambda m: None))
   assert {"metrics", "metrics_per_seed", "metrics_summary", "history_per_seed"} <= set(out)
+  assert out["run"]["seeds"] == [1, 2] and len(out["metrics_per_seed"]) == 2
   assert "metrics_per_seed" not in single and "history" in single  # one seed: as before
   replica, alone = out["metrics_per_seed"][1], single["metrics"]
   assert replica["stop_reason"] == alone["stop_reason"]
