@@ -24,7 +24,11 @@ owns everything else:
   before anything of that epoch is saved;
 * data parallelism (`data_mesh`): parameters are replicated over a one-axis "data" mesh of all
   visible devices and every batch is split along it, so the same code runs on one CPU, several
-  GPUs, or TPU cores (tests/test_sharding.py checks 4 simulated devices against 1).
+  GPUs, or TPU cores (tests/test_sharding.py checks 4 simulated devices against 1);
+* several seeds (`fit(replicas=N)`, `--seeds=N`): the same step, epoch plan and evaluation
+  `jax.vmap`ped over a leading replica axis of the state (and of the data when each seed has its
+  own split), stopped replicas masked; everything on the host runs per replica as for one
+  (tests/test_seeds.py checks replica r against the single run of its key). N = 1 vmaps nothing.
 """
 
 import contextlib
