@@ -27,7 +27,6 @@ benchmarks/results/seeds.json) and a markdown table beside it (.md), with the CP
 import argparse
 import dataclasses
 import functools
-import json
 import os
 import platform
 import subprocess
