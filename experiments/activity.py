@@ -181,7 +181,9 @@ def run(cfg: Config, ctx: RunContext) -> dict:
 
 def train_on(data, cfg: Config, ctx: RunContext) -> dict:
   """Trains and tests on loaded ClassificationData (benchmarks/activity_cv.py passes folds)."""
-  splits, notes = prepare_splits(data, cfg, ctx.seed)
+  # Every seed its own validation split and normalisation, as its single run (--seeds).
+  splits = ctx.per_seed(lambda seed: prepare_splits(data, cfg, seed)[0])
+  notes = prepare_splits(data, cfg, ctx.seed)[1]  # sizes; the statistics are --seed's
   described = dict(data.describe(), **notes)
   ctx.log(f"data: {data.source}: {notes['n_train']} train / {notes['n_val']} val / "
           f"{len(data.y_test)} test, {_steps(data)} x {data.x_train.shape[2]} "
@@ -196,8 +198,8 @@ def train_on(data, cfg: Config, ctx: RunContext) -> dict:
                                                  n_classes=n_classes),
       apply_fn=lambda p, x, *, train, key, mask=None: sequence_classifier.apply(
           p, x, cfg=cfg, mask=mask, train=train, key=key),
-      key=jax.random.key(ctx.seed), workdir=ctx.workdir, log=ctx.log, restart=ctx.restart,
-      signature={"config": config_lib.to_dict(cfg), "seed": ctx.seed,
+      key=ctx.per_seed(jax.random.key), workdir=ctx.workdir, log=ctx.log, restart=ctx.restart,
+      signature={"config": config_lib.to_dict(cfg), **ctx.seed_signature,
                  "data": data.describe()},
       title=f"{cfg.cell.upper()} on {data.source}")
   return dict(out, data=described, config=config_lib.to_dict(cfg))
@@ -229,7 +231,7 @@ def _experiment(cell: str) -> Experiment:
       name=f"{cell}_activity",
       description=f"{cell.upper()} (128) -> MLP 70-30 activity classifier",
       presets={"default": default_preset(cell), "seed": seed_preset(cell)},
-      tiny=tiny, validate=validate, run=run, report=REPORT[cell])
+      tiny=tiny, validate=validate, run=run, report=REPORT[cell], seeds=True)
 
 
 RNN, LSTM, GRU = (_experiment(c) for c in ("rnn", "lstm", "gru"))

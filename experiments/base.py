@@ -4,6 +4,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
+from jaxml.seeds import mean_std_text
+
 
 @dataclasses.dataclass(frozen=True)
 class RunContext:
@@ -13,6 +15,19 @@ class RunContext:
   seed: int               # --seed: initialisation, validation split, batch order, dropout
   restart: bool = False   # --restart: ignore (and replace) an existing checkpoint
   log: Callable[[str], None] = print
+  seeds: int = 1          # --seeds: train seeds seed, seed + 1, ..., seed + seeds - 1 together
+
+  def per_seed(self, make: Callable[[int], Any]):
+    """make(seed) for the run's seed; with --seeds=N > 1 the list [make(seed + r) for r < N]
+    (what jaxml.pipeline.train_classifier takes as splits and keys of N replicas)."""
+    if self.seeds == 1:
+      return make(self.seed)
+    return [make(self.seed + r) for r in range(self.seeds)]
+
+  @property
+  def seed_signature(self) -> dict:
+    """The seeds' part of a checkpoint's run signature ({"seed"} alone for one seed, as before)."""
+    return {"seed": self.seed, **({"seeds": self.seeds} if self.seeds > 1 else {})}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +51,12 @@ def first_existing(data_root: Path | None, *relative: str, missing: str | None =
 def test_accuracy_headline(results: dict) -> str:
   """The report's default headline: test accuracy, and the epochs it took."""
   m = results["metrics"]
+  if "metrics_summary" in results:  # --seeds=N: mean ± std over the seeds
+    s = results["metrics_summary"]
+    epochs = (f" (best epoch {s['best_epoch']['mean']:.1f} of {s['epochs_run']['mean']:.1f} "
+              f"on average)" if "best_epoch" in s and "epochs_run" in s else "")
+    return (f"{mean_std_text(s['test_accuracy'])} (mean ± std over "
+            f"{s['test_accuracy']['n']} seeds){epochs}")
   epochs = (f" (epoch {m['best_epoch']} of {m['epochs_run']})"
             if "best_epoch" in m and "epochs_run" in m else "")
   return f"{m['test_accuracy']:.4f}{epochs}"
@@ -72,3 +93,5 @@ class Experiment:
   validate: Callable[[Any], None]         # raises UserError for unusable config values
   run: Callable[[Any, RunContext], dict]
   report: ReportInfo = ReportInfo()       # how experiments/report.py shows it
+  seeds: bool = False                     # takes --seeds=N > 1 (gradient-trained through
+                                          # jaxml.train.fit: N replicas in one program)

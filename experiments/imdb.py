@@ -119,6 +119,8 @@ def run(cfg: Config, ctx: RunContext) -> dict:
   data = imdb_data.encode(reviews, num_words=cfg.num_words, maxlen=cfg.maxlen,
                           truncating=cfg.truncating)
   splits, notes = holdout_splits(data, cfg.val_fraction, ctx.seed)
+  if ctx.seeds > 1:  # every seed its own validation split, as its single run
+    splits = ctx.per_seed(lambda seed: holdout_splits(data, cfg.val_fraction, seed)[0])
   described = dict(data.describe(), **notes)
   ctx.log(f"data: {data.source}: {notes['n_train']} train / {notes['n_val']} val / "
           f"{len(data.y_test)} test reviews, vocabulary {data.notes['vocab_size']} ids, "
@@ -129,11 +131,12 @@ def run(cfg: Config, ctx: RunContext) -> dict:
       init_fn=lambda k: text_classifier.init(k, cfg, vocab_size=vocab_size),
       apply_fn=lambda p, x, *, train, key: text_classifier.apply(p, x, cfg=cfg, train=train,
                                                                  key=key),
-      key=jax.random.key(ctx.seed), workdir=ctx.workdir, log=ctx.log, restart=ctx.restart,
-      signature={"config": config_lib.to_dict(cfg), "seed": ctx.seed, "data": data.describe()},
+      key=ctx.per_seed(jax.random.key), workdir=ctx.workdir, log=ctx.log, restart=ctx.restart,
+      signature={"config": config_lib.to_dict(cfg), **ctx.seed_signature,
+                 "data": data.describe()},
       title=f"{cfg.cell.upper()} on {data.source}")
   if reviews.vocab is not None and cfg.n_examples:
-    logits = fitted["logits"]["test"]
+    logits = fitted["logits"]["test"]  # (the first seed's, with --seeds)
     p_pos = 1.0 / (1.0 + np.exp(logits[:, 0] - logits[:, 1]))
     out["examples"] = examples(reviews, data.x_test, p_pos, cfg.n_examples)
     _write_examples(ctx.workdir / "examples.md", out["examples"])
@@ -173,7 +176,7 @@ def _experiment(cell: str) -> Experiment:
       name=f"{cell}_imdb",
       description=f"embedding -> {cell.upper()} -> sigmoid IMDB sentiment",
       presets={"default": default_preset(cell), "seed": seed_preset(cell)},
-      tiny=tiny, validate=validate, run=run, report=REPORT[cell])
+      tiny=tiny, validate=validate, run=run, report=REPORT[cell], seeds=True)
 
 
 LSTM, GRU = (_experiment(c) for c in ("lstm", "gru"))

@@ -87,6 +87,8 @@ def validate(cfg: Config) -> None:
 def run(cfg: Config, ctx: RunContext) -> dict:
   data = load_mnist(ctx.data_path, train_limit=cfg.train_limit)
   splits, sizes = holdout_splits(data, cfg.val_fraction, ctx.seed)
+  if ctx.seeds > 1:  # every seed its own validation split, as its single run
+    splits = ctx.per_seed(lambda seed: holdout_splits(data, cfg.val_fraction, seed)[0])
   ctx.log(f"data: {data.source}: {sizes['n_train']} train / {sizes['n_val']} val / "
           f"{len(data.y_test)} test, "
           f"{data.x_train.shape[1]}x{data.x_train.shape[2]}, {len(data.class_names)} classes")
@@ -98,10 +100,12 @@ def run(cfg: Config, ctx: RunContext) -> dict:
       augment=functools.partial(random_affine, max_shift=cfg.augment_shift,
                                 max_rotate_deg=cfg.augment_rotate, max_scale=cfg.augment_scale)
       if (cfg.augment_shift or cfg.augment_rotate or cfg.augment_scale) else None,
-      key=jax.random.key(ctx.seed), workdir=ctx.workdir, log=ctx.log, restart=ctx.restart,
-      signature={"config": config_lib.to_dict(cfg), "seed": ctx.seed, "data": data.describe()},
+      key=ctx.per_seed(jax.random.key), workdir=ctx.workdir, log=ctx.log, restart=ctx.restart,
+      signature={"config": config_lib.to_dict(cfg), **ctx.seed_signature,
+                 "data": data.describe()},
       title=f"{cnn.ARCHS[cfg.arch].title} on {data.source.split(' (')[0]}")
-  # Pictures a researcher looks at: the worst test errors and the first-layer filters.
+  # Pictures a researcher looks at: the worst test errors and the first-layer filters (of the
+  # first seed, --seed, when several train together).
   logits = extras["logits"]["test"]
   p = np.exp(logits - logits.max(-1, keepdims=True))
   p /= p.sum(-1, keepdims=True)
@@ -120,7 +124,7 @@ def run(cfg: Config, ctx: RunContext) -> dict:
 def _experiment(name: str, arch: str, description: str, report: ReportInfo) -> Experiment:
   return Experiment(name=name, description=description,
                     presets={"default": default_preset(arch), "seed": seed_preset(arch)},
-                    tiny=tiny, validate=validate, run=run, report=report)
+                    tiny=tiny, validate=validate, run=run, report=report, seeds=True)
 
 
 CNN = _experiment("cnn_mnist", "seed_cnn", "the seeds' CNN: conv32-pool-conv64-pool-dense1024",

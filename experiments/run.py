@@ -1,12 +1,16 @@
 """Command-line entry point: parse flags, build the config, run one experiment, write results.
 
     python -m experiments.run --exp=gru_activity [--workdir=DIR] [--data_path=PATH] [--seed=N]
-        [--preset=default|seed] [--tiny] [--restart] [--compile_cache=workdir|DIR|none]
-        [--imports=MODULE,...] [--config.KEY=VALUE ...]
+        [--seeds=N] [--preset=default|seed] [--tiny] [--restart]
+        [--compile_cache=workdir|DIR|none] [--imports=MODULE,...] [--config.KEY=VALUE ...]
 
 Writes WORKDIR/results.json = {"exp", "metrics", "config", "timing", ...} and the experiment's
-PNGs and checkpoints/. A user's mistake ends with one `error: ...` line and exit status 2; a
-diverged run with exit status 3.
+PNGs and checkpoints/. With --seeds=N > 1 (the gradient-trained experiments) seeds --seed ..
+--seed + N - 1 train together as one vmapped program, each as its single run (to float rounding):
+"metrics" is then the mean over seeds, "metrics_per_seed" the N runs' metrics and
+"metrics_summary" {name: {mean, std, ci95, n}} (jaxml/seeds.py). A user's mistake ends with
+one `error: ...` line and exit status 2; a diverged run with exit status 3 (with --seeds: when
+every seed diverged; a seed that diverges alone stops, "diverged: ..." its stop reason).
 """
 
 import platform
@@ -22,6 +26,7 @@ from jaxml import config as config_lib
 from jaxml import interrupt, runtime
 from jaxml.errors import DivergenceError, UserError
 from jaxml.io import write_json
+from jaxml.seeds import mean_std_text
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("exp", None, "experiment to run: " + "; ".join(
@@ -29,6 +34,9 @@ flags.DEFINE_string("exp", None, "experiment to run: " + "; ".join(
 flags.DEFINE_string("workdir", None, "output directory (default runs/<exp>)")
 flags.DEFINE_string("data_path", None, "data file or directory (default: embedded data)")
 flags.DEFINE_integer("seed", 0, "PRNG seed: initialisation, validation split, batch order")
+flags.DEFINE_integer("seeds", 1, "train this many seeds (--seed, --seed + 1, ...) together, as "
+                     "one vmapped program; results.json gets metrics_per_seed and mean/std/95% "
+                     "interval per metric (gradient-trained experiments only)")
 flags.DEFINE_string("preset", "default", "config preset: 'default' (our best) or 'seed'")
 flags.DEFINE_bool("tiny", False, "shrink the config for a seconds-long smoke run")
 flags.DEFINE_bool("restart", False, "ignore an existing checkpoint in the workdir")
@@ -75,6 +83,7 @@ def execute(argv_flags, overrides: dict[str, str]) -> int:
   start = time.perf_counter()
   config_lib.import_modules(argv_flags.imports)
   exp, cfg = build(argv_flags.exp, argv_flags.preset, argv_flags.tiny, overrides)
+  check_seeds(exp, argv_flags.seeds)
   if argv_flags.data_path is not None and not argv_flags.data_path.strip():
     raise UserError("--data_path is empty; pass a path or omit the flag for the embedded data")
   workdir = Path(argv_flags.workdir or Path("runs") / exp.name)
@@ -84,7 +93,7 @@ def execute(argv_flags, overrides: dict[str, str]) -> int:
   log = lambda msg: print(msg, flush=True)
   log(f"{exp.name} ({argv_flags.preset}{', tiny' if argv_flags.tiny else ''}) -> {workdir}")
   ctx = RunContext(workdir=workdir, data_path=argv_flags.data_path, seed=argv_flags.seed,
-                   restart=argv_flags.restart, log=log)
+                   restart=argv_flags.restart, log=log, seeds=argv_flags.seeds)
   out = exp.run(cfg, ctx)
   import jax  # after the run: the backend is initialised by then
   results = {
@@ -95,16 +104,30 @@ def execute(argv_flags, overrides: dict[str, str]) -> int:
       "config": out.pop("config", None) or config_lib.to_dict(cfg),
       "timing": dict(out.pop("timing"), total_s=time.perf_counter() - start),
       "run": {"preset": argv_flags.preset, "tiny": argv_flags.tiny, "seed": argv_flags.seed,
+              **({"seeds": list(range(argv_flags.seed, argv_flags.seed + argv_flags.seeds))}
+                 if argv_flags.seeds > 1 else {}),
               "data_path": argv_flags.data_path, "command": " ".join(sys.argv),
               "jax": jax.__version__, "backend": jax.default_backend(),
               "devices": [str(d) for d in jax.devices()], "python": platform.python_version()},
       **out,
   }
   write_json(workdir / "results.json", results)
-  m = results["metrics"]
+  m, summary = results["metrics"], results.get("metrics_summary", {})
   log(f"wrote {workdir / 'results.json'}" + (
+      f": test accuracy {mean_std_text(summary['test_accuracy'])} (mean ± std over "
+      f"{argv_flags.seeds} seeds)" if "test_accuracy" in summary else
       f": test accuracy {m['test_accuracy']:.4f}" if "test_accuracy" in m else ""))
   return 0
+
+
+def check_seeds(exp, seeds: int) -> None:
+  """UserError unless --seeds is a positive count the experiment can train together."""
+  if seeds < 1:
+    raise UserError(f"--seeds={seeds}; pass a positive number of seeds (1 = a single run)")
+  if seeds > 1 and not exp.seeds:
+    able = ", ".join(name for name, e in EXPERIMENTS.items() if e.seeds)
+    raise UserError(f"--seeds={seeds} is for the gradient-trained experiments ({able}); "
+                    f"{exp.name} trains otherwise, so run it once per --seed instead")
 
 
 def _use_compile_cache(setting: str, workdir: Path) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 
 from jaxml import plots
 from jaxml.losses import classification_loss, classification_sums, normalize_sums
+from jaxml.seeds import mean_std_text, summarize
 from jaxml.train import TrainConfig, fit
 
 
@@ -62,7 +63,7 @@ def classifier_loss_fn(apply_fn: Callable, augment: Callable | None = None) -> C
   return loss_fn
 
 
-def train_classifier(cfg: TrainConfig, *, splits: dict, class_names, init_fn: Callable,
+def train_classifier(cfg: TrainConfig, *, splits, class_names, init_fn: Callable,
                      apply_fn: Callable, key, workdir, log=print, restart: bool = False,
                      signature: dict | None = None, title: str = "",
                      augment: Callable | None = None) -> tuple[dict, dict]:
@@ -74,15 +75,25 @@ def train_classifier(cfg: TrainConfig, *, splits: dict, class_names, init_fn: Ca
     init_fn: key -> params. apply_fn: (params, x, *, train, key) -> logits f[n, classes];
       with masked splits it also takes `mask=` (batches of the mask) in training and evaluation.
     key: the run's PRNG key (initialisation and training keys are split from it).
+      Several seeds (`--seeds`): a list of N keys, and `splits` either one dict for all or a
+      list of N (one per seed, where the split depends on the seed); replica r is trained by
+      one program with the others (jaxml.train.fit, replicas=N) and evaluated exactly as a run
+      given key[r] and splits[r].
     workdir: gets checkpoints/, curves.png, confusion_train.png, confusion_test.png.
     augment: optional (x, key) -> x applied to every training batch (never to evaluation).
   Returns:
     ({"metrics", "timing", "history", "confusion"} for results.json,
      {"params": best parameters, "logits": {split: f32[n, classes]}} for further pictures).
+    With N seeds: "metrics" (the mean over seeds), "metrics_per_seed", "metrics_summary"
+    (jaxml.seeds.summarize), "history_per_seed" and "confusion" summed over seeds; the second
+    dict holds the first seed's params and logits, and "per_seed" with every seed's.
   """
   workdir = Path(workdir)
-  k_init, k_train = jax.random.split(key)
-  params = init_fn(k_init)
+  keys = key if isinstance(key, list) else [key]
+  n_seeds = len(keys)
+  split_list = splits if isinstance(splits, list) else [splits] * n_seeds
+  k_init, k_train = zip(*[jax.random.split(k) for k in keys])
+  params = [init_fn(k) for k in k_init]
 
   loss_fn = classifier_loss_fn(apply_fn, augment)
   as_dict = lambda xy: {"x": xy[0], "y": xy[1], **({"mask": xy[2]} if len(xy) > 2 else {})}
@@ -90,19 +101,78 @@ def train_classifier(cfg: TrainConfig, *, splits: dict, class_names, init_fn: Ca
   if restart and ckpt_dir.exists():
     shutil.rmtree(ckpt_dir)
   t0 = time.perf_counter()
-  result = fit(cfg, params=params, loss_fn=loss_fn, train_data=as_dict(splits["train"]),
-               val_data=as_dict(splits["val"]), key=k_train, log=log,
-               checkpoint_dir=ckpt_dir, run_signature=signature)
+  if n_seeds == 1:
+    results = [fit(cfg, params=params[0], loss_fn=loss_fn, train_data=as_dict(splits["train"]),
+                   val_data=as_dict(splits["val"]), key=k_train[0], log=log,
+                   checkpoint_dir=ckpt_dir, run_signature=signature)]
+  else:
+    shared = not isinstance(splits, list)
+    data = {s: (as_dict(splits[s]) if shared else
+                _stack([as_dict(sp[s]) for sp in split_list])) for s in ("train", "val")}
+    results = fit(cfg, params=_stack(params), loss_fn=loss_fn, train_data=data["train"],
+                  val_data=data["val"], key=jnp.stack(k_train), log=log,
+                  checkpoint_dir=ckpt_dir, run_signature=signature, replicas=n_seeds,
+                  shared_data=shared)
   train_s = time.perf_counter() - t0
-
-  metrics, confusion, all_logits = {}, {}, {}
-  n_classes = len(class_names)
 
   def eval_apply(p, x, *mask):  # the mask, where the splits carry one, goes in as `mask=`
     return apply_fn(p, x, train=False, key=None, **({"mask": mask[0]} if mask else {}))
 
   predict = make_predict(eval_apply,
-                         min(cfg.eval_batch_size, max(len(xy[1]) for xy in splits.values())))
+                         min(cfg.eval_batch_size, max(len(xy[1]) for sp in split_list
+                                                 for xy in sp.values())))
+  evaluated = [_evaluate(result, sp, predict, len(class_names))
+               for result, sp in zip(results, split_list)]
+  metrics, confusion, all_logits = evaluated[0]
+  result = results[0]
+  tag = (lambda r: "") if n_seeds == 1 else (lambda r: f"replica {r}: ")
+  for r, (m, _, _) in enumerate(evaluated):
+    log(f"{tag(r)}best epoch {m['best_epoch']}: " + "  ".join(
+        f"{s} acc {m[f'{s}_accuracy']:.4f}" for s in split_list[r]))
+
+  timing = {"compile_s": result.compile_s, "seconds_per_epoch": result.seconds_per_epoch,
+            "train_s": train_s}
+  strip = lambda h: [{k: v for k, v in r.items() if k != "step_losses"} for r in h]
+  if n_seeds == 1:
+    if result.history:
+      plots.training_curves(result.history, workdir / "curves.png", title)
+    for name in ("train", "test"):
+      acc = metrics[f"{name}_accuracy"]
+      plots.plot_confusion(confusion[name], class_names, workdir / f"confusion_{name}.png",
+                           f"{title} {name} (accuracy {acc:.3f})".strip())
+    return ({"metrics": metrics,
+             "computation": {"fingerprint": result.fingerprint},
+             "timing": timing,
+             "history": strip(result.history),
+             "confusion": {k: v.tolist() for k, v in confusion.items()}},
+            {"params": result.params, "logits": all_logits})
+
+  out = summarize([m for m, _, _ in evaluated])
+  total = {name: sum(c[name] for _, c, _ in evaluated) for name in confusion}
+  if any(r.history for r in results):
+    plots.seed_curves([r.history for r in results], workdir / "curves.png", title)
+  for name in ("train", "test"):
+    acc = mean_std_text(out["metrics_summary"][f"{name}_accuracy"], 3)
+    plots.plot_confusion(total[name], class_names, workdir / f"confusion_{name}.png",
+                         f"{title} {name}, {n_seeds} seeds summed (accuracy {acc})".strip())
+  log(f"over {n_seeds} seeds: " + "  ".join(
+      f"{s} acc {mean_std_text(out['metrics_summary'][f'{s}_accuracy'])}" for s in split_list[0]))
+  return (dict(out, computation={"fingerprint": result.fingerprint}, timing=timing,
+               history_per_seed=[strip(r.history) for r in results],
+               confusion={k: v.tolist() for k, v in total.items()}),
+          {"params": result.params, "logits": all_logits,
+           "per_seed": [{"params": r.params, "logits": lg}
+                        for r, (_, _, lg) in zip(results, evaluated)]})
+
+
+def _stack(trees: list):
+  """The trees (equal structure and shapes) stacked on a new leading axis (numpy)."""
+  return jax.tree.map(lambda *a: np.stack(a), *trees)
+
+
+def _evaluate(result, splits: dict, predict, n_classes: int):
+  """(metrics, confusion matrices, logits per split) of one replica's best parameters."""
+  metrics, confusion, all_logits = {}, {}, {}
   for name, (x, y, *mask) in splits.items():
     logits = all_logits[name] = predict(result.params, x, *mask)
     m = normalize_sums(jax.device_get(classification_sums(jnp.asarray(logits), jnp.asarray(y))))
@@ -112,20 +182,4 @@ def train_classifier(cfg: TrainConfig, *, splits: dict, class_names, init_fn: Ca
                  stop_reason=result.stop_reason)
   if result.resumed_from is not None:
     metrics["resumed_from_epoch"] = result.resumed_from
-
-  if result.history:
-    plots.training_curves(result.history, workdir / "curves.png", title)
-  for name in ("train", "test"):
-    acc = metrics[f"{name}_accuracy"]
-    plots.plot_confusion(confusion[name], class_names, workdir / f"confusion_{name}.png",
-                         f"{title} {name} (accuracy {acc:.3f})".strip())
-  log(f"best epoch {result.best_epoch}: " + "  ".join(
-      f"{s} acc {metrics[f'{s}_accuracy']:.4f}" for s in splits))
-  history = [{k: v for k, v in r.items() if k != "step_losses"} for r in result.history]
-  return ({"metrics": metrics,
-           "computation": {"fingerprint": result.fingerprint},
-           "timing": {"compile_s": result.compile_s,
-                      "seconds_per_epoch": result.seconds_per_epoch, "train_s": train_s},
-           "history": history,
-           "confusion": {k: v.tolist() for k, v in confusion.items()}},
-          {"params": result.params, "logits": all_logits})
+  return metrics, confusion, all_logits

@@ -54,6 +54,50 @@ def training_curves(history: Sequence[dict], path, title: str = "") -> None:
   _save(fig, path)
 
 
+def _mean_band(histories: Sequence[Sequence[dict]], key: str):
+  """(epochs, mean, min, max) of `key` over the seeds' histories, at each epoch over the seeds
+  that trained it (a seed that stopped early drops out of the later epochs)."""
+  by_epoch = {}
+  for hist in histories:
+    for r in hist:
+      by_epoch.setdefault(r["epoch"], []).append(r[key])
+  epochs = sorted(by_epoch)
+  vals = [np.asarray(by_epoch[e], np.float64) for e in epochs]
+  return (np.array(epochs), np.array([v.mean() for v in vals]), np.array([v.min() for v in vals]),
+          np.array([v.max() for v in vals]))
+
+
+def _band(ax, histories, key, label, color, transform=lambda v: v, style="o-"):
+  epochs, mean, lo, hi = _mean_band(histories, key)
+  mean, lo, hi = transform(mean), transform(lo), transform(hi)
+  ax.plot(epochs, mean, style, color=color, ms=3, label=f"{label} (mean)")
+  ax.fill_between(epochs, np.minimum(lo, hi), np.maximum(lo, hi), color=color, alpha=0.2,
+                  lw=0, label=f"{label} (min-max)")
+
+
+def seed_curves(histories: Sequence[Sequence[dict]], path, title: str = "") -> None:
+  """`training_curves` of several seeds: the mean over seeds per epoch with a min-max band
+  (at each epoch over the seeds still training, so the mean steps where one stops early)."""
+  has_acc = "train_accuracy" in histories[0][0]
+  fig, axes = plt.subplots(1, 3 if has_acc else 1, figsize=(15 if has_acc else 5.5, 4))
+  axes = np.atleast_1d(axes)
+  _band(axes[0], histories, "train_loss", "train", "tab:blue")
+  _band(axes[0], histories, "val_loss", "validation", "tab:orange")
+  axes[0].set(xlabel="epoch", ylabel="cross-entropy (nats)", title="loss")
+  axes[0].set_yscale("log")
+  if has_acc:
+    _band(axes[1], histories, "train_accuracy", "train", "tab:blue")
+    _band(axes[1], histories, "val_accuracy", "validation", "tab:orange")
+    axes[1].set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1.02))
+    _band(axes[2], histories, "val_accuracy", "validation", "tab:red", lambda v: 1 - v)
+    axes[2].set(xlabel="epoch", ylabel="error rate", title="validation error")
+  for ax in axes:
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  fig.suptitle(f"{title}: mean over {len(histories)} seeds, band min-max".strip(": "), y=1.03)
+  _save(fig, path)
+
+
 def confusion_matrix(labels, predictions, n_classes: int) -> np.ndarray:
   """int[true, predicted] counts."""
   cm = np.zeros((n_classes, n_classes), np.int64)
@@ -117,10 +161,15 @@ def run_curves(histories: dict, path, *, title: str = "", ylabel: str = "loss",
                train_label: str = "train") -> None:
   """Train (solid) and validation (dashed) loss per epoch, one colour per run.
 
-  histories: {run name: [{"epoch", "train_loss", "val_loss"}, ...]}."""
+  histories: {run name: [{"epoch", "train_loss", "val_loss"}, ...]}, or {run name: [history
+  per seed]} for several seeds: then the mean over seeds with a min-max band."""
   fig, ax = plt.subplots(figsize=(7, 4.5))
   colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
   for (name, hist), color in zip(histories.items(), colors):
+    if hist and isinstance(hist[0], list):  # several seeds
+      _band(ax, hist, "train_loss", f"{name} {train_label}", color)
+      _band(ax, hist, "val_loss", f"{name} validation", color, style="s--")
+      continue
     epochs = [r["epoch"] for r in hist]
     ax.plot(epochs, [r["train_loss"] for r in hist], "o-", ms=2, color=color,
             label=f"{name} {train_label}")

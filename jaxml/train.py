@@ -24,7 +24,11 @@ owns everything else:
   before anything of that epoch is saved;
 * data parallelism (`data_mesh`): parameters are replicated over a one-axis "data" mesh of all
   visible devices and every batch is split along it, so the same code runs on one CPU, several
-  GPUs, or TPU cores (tests/test_sharding.py checks 4 simulated devices against 1).
+  GPUs, or TPU cores (tests/test_sharding.py checks 4 simulated devices against 1);
+* several seeds (`fit(replicas=N)`, `--seeds=N`): the same step, epoch plan and evaluation
+  `jax.vmap`ped over a leading replica axis of the state (and of the data when each seed has its
+  own split), stopped replicas masked; everything on the host runs per replica as for one
+  (tests/test_seeds.py checks replica r against the single run of its key). N = 1 vmaps nothing.
 """
 
 import contextlib
@@ -159,16 +163,30 @@ def _shard_batch(batch, sharding):
   return batch if sharding is None else lax.with_sharding_constraint(batch, sharding)
 
 
-def make_step(loss_fn, optimizer, batch_sharding=None):
+def make_step(loss_fn, optimizer, batch_sharding=None, *, replicas: int = 1,
+              shared_data: bool = True):
   """(state, data, batch_idx int[batch], key) -> (state, metrics): gathers the batch from the
   device-resident `data` (split over the mesh when `batch_sharding` is given), then one
-  `train_step`. Both epoch forms below run exactly this."""
+  `train_step`. Both epoch forms below run exactly this.
+
+  replicas > 1 (several seeds, `fit(replicas=N)`): the same step `jax.vmap`ped over a leading
+  replica axis of state, batch_idx, key and (unless `shared_data`) data, taking one more
+  argument `active` bool[replicas]: a replica whose flag is False keeps its state as it was
+  (a stopped seed; its metrics are computed and ignored). replicas = 1 is the plain step.
+  """
 
   def step(state, data, batch_idx, key):
     batch = _shard_batch(jax.tree.map(lambda a: a[batch_idx], data), batch_sharding)
     return train_step(loss_fn, optimizer, state, batch, key)
 
-  return step
+  if replicas == 1:
+    return step
+
+  def replica_step(state, data, batch_idx, key, active):
+    new, metrics = step(state, data, batch_idx, key)
+    return jax.tree.map(lambda a, b: jnp.where(active, a, b), new, state), metrics
+
+  return jax.vmap(replica_step, in_axes=(0, None if shared_data else 0, 0, 0, 0))
 
 
 def _batch_indices(key, n: int, batch_size: int):
@@ -177,28 +195,52 @@ def _batch_indices(key, n: int, batch_size: int):
   return jax.random.permutation(key, n)[: steps * batch_size].reshape(steps, batch_size)
 
 
-def make_scan_epoch(loss_fn, optimizer, n: int, batch_size: int, batch_sharding=None):
+def _epoch_plan(n: int, batch_size: int, replicas: int):
+  """epoch_key -> (step_root, batch indices int[steps, (replicas,) batch_size]) and
+  (step_root, i) -> step i's key: what one run derives from its epoch key, per replica (vmapped)
+  when there are several, so replica r's batches and dropout are a single run's with its key."""
+
+  def plan(epoch_key):
+    perm_key, step_root = jax.random.split(epoch_key)
+    return step_root, _batch_indices(perm_key, n, batch_size)
+
+  if replicas == 1:
+    return plan, jax.random.fold_in
+
+  def replica_plan(epoch_keys):
+    step_root, idx = jax.vmap(plan)(epoch_keys)
+    return step_root, jnp.swapaxes(idx, 0, 1)  # [steps, replicas, batch]: steps lead
+
+  return replica_plan, jax.vmap(jax.random.fold_in, in_axes=(0, None))
+
+
+def make_scan_epoch(loss_fn, optimizer, n: int, batch_size: int, batch_sharding=None, *,
+                    replicas: int = 1, shared_data: bool = True):
   """(state, data, epoch_key) -> (state, per-step metrics); the whole epoch is one XLA program.
 
   batch_sharding: optional NamedSharding splitting each batch over the "data" mesh axis.
+  replicas > 1: state and epoch_key carry a leading replica axis, the epoch takes `active`
+  bool[replicas] after epoch_key, and metrics are [steps, replicas] (see `make_step`).
   """
 
-  step = make_step(loss_fn, optimizer, batch_sharding)
+  step = make_step(loss_fn, optimizer, batch_sharding, replicas=replicas,
+                   shared_data=shared_data)
+  plan, step_key = _epoch_plan(n, batch_size, replicas)
 
-  def epoch(state, data, epoch_key):
-    perm_key, step_root = jax.random.split(epoch_key)
-    idx = _batch_indices(perm_key, n, batch_size)
+  def epoch(state, data, epoch_key, *active):
+    step_root, idx = plan(epoch_key)
 
     def body(state, xs):
       i, batch_idx = xs
-      return step(state, data, batch_idx, jax.random.fold_in(step_root, i))
+      return step(state, data, batch_idx, step_key(step_root, i), *active)
 
     return lax.scan(body, state, (jnp.arange(idx.shape[0]), idx))
 
   return jax.jit(epoch, donate_argnums=0)
 
 
-def make_loop_epoch(loss_fn, optimizer, n: int, batch_size: int, batch_sharding=None):
+def make_loop_epoch(loss_fn, optimizer, n: int, batch_size: int, batch_sharding=None, *,
+                    replicas: int = 1, shared_data: bool = True):
   """Same contract and numbers as `make_scan_epoch`, but a Python loop over one jitted step.
 
   The step gathers its batch from `data` inside jit, so device-resident data stays on the
@@ -207,42 +249,45 @@ def make_loop_epoch(loss_fn, optimizer, n: int, batch_size: int, batch_sharding=
   level (measured: seed CNN, batch 128, 1627 vs 109 ms per step), so conv nets use this mode.
   """
 
-  jitted = {"step": jax.jit(make_step(loss_fn, optimizer, batch_sharding), donate_argnums=0)}
+  jitted = {"step": jax.jit(make_step(loss_fn, optimizer, batch_sharding, replicas=replicas,
+                                      shared_data=shared_data), donate_argnums=0)}
+  plan, step_key = _epoch_plan(n, batch_size, replicas)
 
-  def epoch(state, data, epoch_key, *, start_step: int = 0, should_stop=None):
+  def epoch(state, data, epoch_key, *active, start_step: int = 0, should_stop=None):
     """Steps start_step.. of the epoch; stops early (between steps) when should_stop() is true.
     Returns (state, metrics of the steps run, index of the next step to run)."""
-    perm_key, step_root = jax.random.split(epoch_key)
-    idx = _batch_indices(perm_key, n, batch_size)
+    step_root, idx = plan(epoch_key)
     rows, i = [], start_step
     while i < idx.shape[0] and not (rows and should_stop is not None and should_stop()):
-      state, m = jitted["step"](state, data, idx[i], jax.random.fold_in(step_root, i))
+      state, m = jitted["step"](state, data, idx[i], step_key(step_root, i), *active)
       rows.append(m)
       i += 1
     return state, jax.tree.map(lambda *xs: jnp.stack(xs), *rows), i
 
-  def lower(state, data, epoch_key):
+  def lower(state, data, epoch_key, *active):
     """The step, lowered for these arguments (what runs, for `computation_fingerprint`)."""
-    perm_key, step_root = jax.random.split(epoch_key)
-    idx = _batch_indices(perm_key, n, batch_size)
-    return jitted["step"].lower(state, data, idx[0], jax.random.fold_in(step_root, 0))
+    step_root, idx = plan(epoch_key)
+    return jitted["step"].lower(state, data, idx[0], step_key(step_root, 0), *active)
 
   def use(compiled):
     """Runs the epochs with this compiled step (from `lower(...).compile()`)."""
     jitted["step"] = compiled
 
-  def precompile(state, data, epoch_key):
+  def precompile(state, data, epoch_key, *active):
     """Compiles the step ahead of time (so compile time is measured apart from epochs)."""
-    use(lower(state, data, epoch_key).compile())
+    use(lower(state, data, epoch_key, *active).compile())
 
   epoch.lower, epoch.use, epoch.precompile = lower, use, precompile
   return epoch
 
 
-def make_evaluate(loss_fn, batch_size: int, batch_sharding=None):
-  """(params, data) -> summed metrics over all examples (padding carries weight 0)."""
+def make_evaluate(loss_fn, batch_size: int, batch_sharding=None, *, replicas: int = 1,
+                  shared_data: bool = True):
+  """(params, data) -> summed metrics over all examples (padding carries weight 0).
 
-  @jax.jit
+  replicas > 1: params (and data unless `shared_data`) carry a leading replica axis and so do
+  the sums (the same evaluation, vmapped)."""
+
   def evaluate(params, data):
     n = data["weight"].shape[0]
     nb = -(-n // batch_size)
@@ -260,7 +305,9 @@ def make_evaluate(loss_fn, batch_size: int, batch_sharding=None):
     zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zero)
     return lax.scan(body, zero, padded)[0]
 
-  return evaluate
+  if replicas == 1:
+    return jax.jit(evaluate)
+  return jax.jit(jax.vmap(evaluate, in_axes=(0, None if shared_data else 0)))
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -276,13 +323,26 @@ class FitResult:
   fingerprint: str = ""        # computation_fingerprint of the programs that trained
 
 
-def _with_weight(data: dict) -> dict:
-  n = len(next(iter(data.values())))
-  return data if "weight" in data else dict(data, weight=np.ones((n,), np.float32))
+def _with_weight(data: dict, lead: int = 0) -> dict:
+  """data with a "weight" of ones over its example axis (and the `lead` axes before it)."""
+  shape = np.shape(next(iter(data.values())))[:lead + 1]
+  return data if "weight" in data else dict(data, weight=np.ones(shape, np.float32))
 
 
 def _host(tree):
   return jax.tree.map(np.asarray, jax.device_get(tree))
+
+
+def _replica(tree, r: int, replicas: int):
+  """Replica r's part of a tree with a leading replica axis (the tree itself for one replica)."""
+  return tree if replicas == 1 else jax.tree.map(lambda a: a[r], tree)
+
+
+def _epoch_key(key, epoch: int, replicas: int):
+  """Epoch `epoch`'s key, fold_in(key, epoch), for each replica's key when there are several."""
+  if replicas == 1:
+    return jax.random.fold_in(key, epoch)
+  return jax.vmap(jax.random.fold_in, in_axes=(0, None))(key, epoch)
 
 
 def computation_fingerprint(*lowered) -> str:
@@ -298,24 +358,50 @@ def computation_fingerprint(*lowered) -> str:
 
 @dataclasses.dataclass
 class _Progress:
-  """Where training stands: what a checkpoint's JSON part holds besides the arrays."""
+  """Where one replica's training stands: what a checkpoint's JSON part holds besides arrays."""
   best_params: dict
   best_val: float = math.inf
   best_epoch: int = 0
   bad_epochs: int = 0
   history: list = dataclasses.field(default_factory=list)
-  stop_reason: str | None = None
-  partial: dict | None = None   # a mid-epoch checkpoint's {"steps_done", "steps"}
+  stop_reason: str | None = None  # set once the replica stopped; "diverged: ..." if it diverged
 
-  def meta(self, signature, fingerprint, **extra) -> dict:
-    return {"signature": signature, "fingerprint": fingerprint, "best_val": self.best_val,
-            "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
-            "history": self.history, "stop_reason": self.stop_reason, **extra}
+  def bookkeeping(self) -> dict:
+    return {"best_val": self.best_val, "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs, "history": self.history,
+            "stop_reason": self.stop_reason}
+
+  @classmethod
+  def restored(cls, best_params, meta: dict) -> "_Progress":
+    return cls(best_params=best_params, best_val=meta["best_val"], best_epoch=meta["best_epoch"],
+               bad_epochs=meta["bad_epochs"], history=meta["history"],
+               stop_reason=meta.get("stop_reason"))
+
+
+DIVERGED = "diverged: "  # the stop reason's prefix of a replica that diverged (replicas > 1)
+
+
+def _meta(progress: list, signature, fingerprint, **extra) -> dict:
+  """A checkpoint's JSON part: one replica's bookkeeping at the top level (the layout of every
+  single-seed checkpoint), several replicas' as a list under "per_replica"."""
+  if len(progress) == 1:
+    return {"signature": signature, "fingerprint": fingerprint, **progress[0].bookkeeping(),
+            **extra}
+  return {"signature": signature, "fingerprint": fingerprint, "replicas": len(progress),
+          "per_replica": [p.bookkeeping() for p in progress], **extra}
+
+
+def _best_params(progress: list):
+  """Every replica's best parameters, stacked on a leading axis when there are several."""
+  if len(progress) == 1:
+    return progress[0].best_params
+  return jax.tree.map(lambda *a: np.stack(a), *[p.best_params for p in progress])
 
 
 def fit(cfg: TrainConfig, *, params, loss_fn: Callable, train_data: dict, val_data: dict,
         key, log: Callable[[str], None] = print, checkpoint_dir=None,
-        run_signature: dict | None = None) -> FitResult:
+        run_signature: dict | None = None, replicas: int = 1,
+        shared_data: bool = True) -> FitResult | list[FitResult]:
   """Trains `params` on `train_data`, early-stopping on `val_data`; returns the best parameters.
 
   Args:
@@ -325,10 +411,24 @@ def fit(cfg: TrainConfig, *, params, loss_fn: Callable, train_data: dict, val_da
       resumed from ("resuming from epoch k" is logged) if it was made by the same computation:
       the same `run_signature` (config, data) and the same `computation_fingerprint` of the
       train and evaluation programs (model, loss, optimizer code); anything else is refused.
+    replicas: N > 1 trains N independent replicas (seeds) in one program, the step `jax.vmap`ped
+      over a leading replica axis that params and key carry (replica r: params[r], key[r]), and
+      train_data and val_data too unless `shared_data` (one dataset for all). Replica r computes
+      what `fit` with its params, key and data computes, to float rounding. Each replica
+      early-stops on its own: a stopped one's updates are masked (its state stays as it was)
+      while the others go on, and the run ends when all have stopped. A replica whose loss or
+      gradient diverges stops with stop reason "diverged: <why>" and keeps its best parameters
+      so far; DivergenceError only when every replica has diverged. Checkpoints hold all N; a
+      checkpoint of another N is refused.
+  Returns:
+    FitResult; with replicas > 1 a list of N, one per replica.
   """
   runtime.keep_freed_memory()  # XLA:CPU re-faults each step's temporaries otherwise
-  train_data, val_data = _with_weight(train_data), _with_weight(val_data)
-  n = len(train_data["weight"])
+  if replicas < 1:
+    raise ValueError(f"replicas={replicas}; need at least 1")
+  lead = 0 if replicas == 1 or shared_data else 1  # the axes before the example axis
+  train_data, val_data = _with_weight(train_data, lead), _with_weight(val_data, lead)
+  n = train_data["weight"].shape[-1]
   if n < cfg.batch_size:
     raise UserError(f"only {n} training examples for batch_size={cfg.batch_size}; "
                     f"lower --config.batch_size")
@@ -337,7 +437,8 @@ def fit(cfg: TrainConfig, *, params, loss_fn: Callable, train_data: dict, val_da
   optimizer = make_optimizer(cfg, steps_per_epoch)
 
   # Devices: the (small) datasets are replicated on every device and batches gathered there,
-  # so an epoch needs no host round-trip; each step's batch is then split over the devices.
+  # so an epoch needs no host round-trip; each step's batch is then split over the devices
+  # (each replica's batch, with several replicas: replicas x data shards).
   mesh = data_mesh(cfg.devices)
   n_dev = mesh.devices.size
   if cfg.batch_size % n_dev:
@@ -346,22 +447,28 @@ def fit(cfg: TrainConfig, *, params, loss_fn: Callable, train_data: dict, val_da
   by_batch, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
   train_dev = jax.device_put(train_data, replicated)
   val_dev = jax.device_put(val_data, replicated)
-  state = jax.device_put({"step": jnp.zeros((), jnp.int32), "params": params,
-                          "opt_state": optimizer.init(params)}, replicated)
+  init_opt = optimizer.init if replicas == 1 else jax.vmap(optimizer.init)
+  state = jax.device_put({"step": jnp.zeros(() if replicas == 1 else (replicas,), jnp.int32),
+                          "params": params, "opt_state": init_opt(params)}, replicated)
+  per_replica = dict(replicas=replicas, shared_data=shared_data)
+  all_active = () if replicas == 1 else (jax.device_put(np.ones(replicas, bool), replicated),)
 
   # The programs, lowered first: their fingerprint decides whether a checkpoint may resume.
   make_epoch = make_scan_epoch if cfg.epoch_mode == "scan" else make_loop_epoch
-  epoch_fn = make_epoch(loss_fn, optimizer, n, cfg.batch_size, by_batch)
-  evaluate = make_evaluate(loss_fn, cfg.eval_batch_size,
-                           by_batch if cfg.eval_batch_size % n_dev == 0 else None)
-  lowered_epoch = epoch_fn.lower(state, train_dev, jax.random.fold_in(key, 1))
+  epoch_fn = make_epoch(loss_fn, optimizer, n, cfg.batch_size, by_batch, **per_replica)
+  eval_batch = cfg.eval_batch_size
+  if replicas > 1:  # (memory only, not results) no padding past the validation set N times over
+    eval_batch = min(eval_batch, -(-val_data["weight"].shape[-1] // n_dev) * n_dev)
+  evaluate = make_evaluate(loss_fn, eval_batch, by_batch if eval_batch % n_dev == 0 else None,
+                           **per_replica)
+  lowered_epoch = epoch_fn.lower(state, train_dev, _epoch_key(key, 1, replicas), *all_active)
   lowered_eval = evaluate.lower(state["params"], val_dev)
   fingerprint = computation_fingerprint(lowered_epoch, lowered_eval)
 
   ckpt = Checkpointer(checkpoint_dir) if checkpoint_dir is not None else None
   try:
-    state, progress, start, resumed_from = _restore(ckpt, state, params, run_signature,
-                                                    fingerprint, epochs, log)
+    state, progress, start, resumed_from, partial = _restore(
+        ckpt, state, params, run_signature, fingerprint, epochs, log, replicas)
     with interrupt.watching() if ckpt is not None else contextlib.nullcontext():
       compile_s = 0.0
       if start <= epochs:
@@ -374,123 +481,169 @@ def fit(cfg: TrainConfig, *, params, loss_fn: Callable, train_data: dict, val_da
         evaluate = lowered_eval.compile()
         compile_s = time.perf_counter() - t0
         what = "epoch program" if cfg.epoch_mode == "scan" else "train step"
-        log(f"compiled the {what} in {compile_s:.1f}s ({steps_per_epoch} steps/epoch)")
+        log(f"compiled the {what} in {compile_s:.1f}s ({steps_per_epoch} steps/epoch"
+            + (f", {replicas} replicas)" if replicas > 1 else ")"))
       loop = _Loop(cfg, epochs=epochs, steps_per_epoch=steps_per_epoch, epoch_fn=epoch_fn,
                    evaluate=evaluate, train_dev=train_dev, val_dev=val_dev, key=key, log=log,
-                   ckpt=ckpt, signature=run_signature, fingerprint=fingerprint)
-      epoch_times = loop.run(state, progress, start)
+                   ckpt=ckpt, signature=run_signature, fingerprint=fingerprint,
+                   replicas=replicas, replicated=replicated)
+      epoch_times = loop.run(state, progress, start, partial)
   finally:
     if ckpt is not None:
       ckpt.close()
-  return FitResult(params=progress.best_params, history=progress.history,
-                   best_epoch=progress.best_epoch, stop_reason=progress.stop_reason,
-                   compile_s=compile_s,
-                   seconds_per_epoch=float(np.mean(epoch_times)) if epoch_times else 0.0,
-                   resumed_from=resumed_from, fingerprint=fingerprint)
+  results = [FitResult(params=p.best_params, history=p.history, best_epoch=p.best_epoch,
+                       stop_reason=p.stop_reason, compile_s=compile_s,
+                       seconds_per_epoch=float(np.mean(epoch_times)) if epoch_times else 0.0,
+                       resumed_from=resumed_from, fingerprint=fingerprint) for p in progress]
+  return results[0] if replicas == 1 else results
 
 
-def _restore(ckpt, state, params, signature, fingerprint, epochs, log):
-  """(state, progress, first epoch to run, epoch resumed after or None): from the newest
-  checkpoint if there is one and it was made by the same computation, else from scratch. A
-  checkpoint of another config, data or computation is refused (UserError)."""
-  progress = _Progress(best_params=_host(params))
+def _restore(ckpt, state, params, signature, fingerprint, epochs, log, replicas):
+  """(state, progress per replica, first epoch to run, epoch resumed after or None, a mid-epoch
+  checkpoint's {"steps_done", "steps"} or None): from the newest checkpoint if there is one and
+  it was made by the same computation, else from scratch. A checkpoint of another config, data,
+  number of replicas or computation is refused (UserError)."""
+  progress = [_Progress(best_params=_host(_replica(params, r, replicas)))
+              for r in range(replicas)]
   if ckpt is None or ckpt.latest_epoch() is None:
-    return state, progress, 1, None
+    return state, progress, 1, None, None
   last = ckpt.latest_epoch()
   meta = ckpt.read_meta(last)
-  refuse_another_run(ckpt.directory, meta, signature, fingerprint)
+  refuse_another_run(ckpt.directory, meta, signature, fingerprint, replicas=replicas)
   tree, _ = ckpt.restore(last, {"state": state, "best_params": params})
-  progress = _Progress(best_params=_host(tree["best_params"]), best_val=meta["best_val"],
-                       best_epoch=meta["best_epoch"], bad_epochs=meta["bad_epochs"],
-                       history=meta["history"], stop_reason=meta.get("stop_reason"),
-                       partial=meta.get("partial"))
+  metas = [meta] if replicas == 1 else meta["per_replica"]
+  progress = [_Progress.restored(_host(_replica(tree["best_params"], r, replicas)), m)
+              for r, m in enumerate(metas)]
+  partial = meta.get("partial")
   start, resumed_from = last + 1, last
-  if progress.partial:  # taken mid-epoch at a signal: finish epoch `last` first
+  if partial:  # taken mid-epoch at a signal: finish epoch `last` first
     start, resumed_from = last, last - 1
-    log(f"resuming from epoch {last - 1} + step {progress.partial['steps_done']} of epoch "
+    log(f"resuming from epoch {last - 1} + step {partial['steps_done']} of epoch "
         f"{last} in {ckpt.directory} (--restart starts over)")
   else:
     log(f"resuming from epoch {last} in {ckpt.directory} (--restart starts over)")
-  if progress.stop_reason:
+  if all(p.stop_reason for p in progress):
     start = epochs + 1  # that run had already finished; only re-evaluate.
-  return tree["state"], progress, start, resumed_from
+  return tree["state"], progress, start, resumed_from, partial
 
 
 class _Loop:
   """The epoch loop of `fit`, read top to bottom in `run`: train an epoch, check it, validate,
   keep the best, checkpoint, stop.
 
+  With several replicas the epoch trains all of them at once (stopped ones masked) and every
+  host-side step below (divergence check, validation row, best parameters, stop rules) runs
+  per replica on its slice of the epoch's metrics, exactly as for one.
+
   A signal (jaxml.interrupt) makes the loop save a checkpoint where it stands and raise
   `Interrupted`: mid-epoch in loop mode, after the epoch program in scan mode.
   """
 
   def __init__(self, cfg, *, epochs, steps_per_epoch, epoch_fn, evaluate, train_dev, val_dev,
-               key, log, ckpt, signature, fingerprint):
+               key, log, ckpt, signature, fingerprint, replicas=1, replicated=None):
     self.cfg, self.epochs, self.steps_per_epoch = cfg, epochs, steps_per_epoch
     self.epoch_fn, self.evaluate = epoch_fn, evaluate
     self.train_dev, self.val_dev, self.key, self.log = train_dev, val_dev, key, log
     self.ckpt, self.signature, self.fingerprint = ckpt, signature, fingerprint
+    self.replicas, self.replicated = replicas, replicated
 
-  def run(self, state, progress: _Progress, start: int) -> list[float]:
+  def run(self, state, progress: list[_Progress], start: int, partial=None) -> list[float]:
     """Trains epochs start..; updates `progress` in place; returns the epochs' wall times."""
     epoch_times = []
     for epoch in range(start, self.epochs + 1):
       t0 = time.perf_counter()
-      state, steps = self.train_epoch(state, epoch, progress)
-      step_losses = steps["loss"] / np.maximum(steps["count"], 1)
-      _check_divergence(self.cfg.diverge_factor, steps, step_losses, progress.history, epoch,
-                        self.ckpt)
-      row = self.validate(state, epoch, steps, step_losses)
-      row["seconds"] = time.perf_counter() - t0
-      best_train = min([r["train_loss"] for r in progress.history] + [row["train_loss"]])
-      if best_train > 0 and row["train_loss"] > self.cfg.climb_factor * best_train:
-        row["over_best_train_loss"] = row["train_loss"] / best_train  # said in the epoch line
-      epoch_times.append(row["seconds"])
-      self.record(row, state, progress)
-      self.log(_epoch_line(row, self.epochs, progress.best_epoch))
-      climbing = _climbing(self.cfg, progress.history)
-      if climbing:
-        progress.stop_reason = climbing
-      elif self.cfg.patience and progress.bad_epochs >= self.cfg.patience:
-        progress.stop_reason = f"early stopping: no better val loss for {self.cfg.patience} epochs"
-      elif epoch == self.epochs:
-        progress.stop_reason = "max epochs"
+      running = [r for r, p in enumerate(progress) if p.stop_reason is None]
+      state, steps = self.train_epoch(state, epoch, progress, partial)
+      partial = None
+      val_sums = _host(self.evaluate(state["params"], self.val_dev))
+      # Several replicas: their parameters come to the host once and are sliced there.
+      params = state["params"] if self.replicas == 1 else _host(state["params"])
+      rows, diverged = {}, {}
+      for r in running:
+        steps_r = steps if self.replicas == 1 else {k: v[:, r] for k, v in steps.items()}
+        step_losses = steps_r["loss"] / np.maximum(steps_r["count"], 1)
+        try:
+          _check_divergence(self.cfg.diverge_factor, steps_r, step_losses, progress[r].history,
+                            epoch, self.ckpt)
+          rows[r] = self.validate(_replica(params, r, self.replicas), epoch, steps_r,
+                                  step_losses, _replica(val_sums, r, self.replicas))
+        except DivergenceError as e:
+          if self.replicas == 1:
+            raise
+          diverged[r] = str(e)
+      seconds = time.perf_counter() - t0
+      epoch_times.append(seconds)
+      for r, row in rows.items():
+        row["seconds"] = seconds
+        history = progress[r].history
+        best_train = min([h["train_loss"] for h in history] + [row["train_loss"]])
+        if best_train > 0 and row["train_loss"] > self.cfg.climb_factor * best_train:
+          row["over_best_train_loss"] = row["train_loss"] / best_train  # said in the epoch line
+        self.record(row, _replica(params, r, self.replicas), progress[r])
+        progress[r].stop_reason = self.stop_reason(epoch, progress[r])
+      if self.replicas == 1:
+        self.log(_epoch_line(rows[0], self.epochs, progress[0].best_epoch))
+      elif rows:
+        self.log(_replicas_epoch_line(rows, self.epochs, progress))
+      for r, message in diverged.items():
+        progress[r].stop_reason = DIVERGED + message
+        self.log(f"replica {r} diverged, so it stops (the others go on): {message}")
+      if diverged and all((p.stop_reason or "").startswith(DIVERGED) for p in progress):
+        raise DivergenceError(f"all {self.replicas} replicas diverged; the last, replica "
+                              f"{max(diverged)}: {diverged[max(diverged)]}")
       self.checkpoint(epoch, state, progress)
-      if progress.stop_reason:
-        self.log(f"stopped at epoch {epoch} ({progress.stop_reason}); best val loss "
-                 f"{progress.best_val:.4f} at epoch {progress.best_epoch}")
+      for r in running:
+        p = progress[r]
+        if p.stop_reason and r not in diverged:
+          self.log(("" if self.replicas == 1 else f"replica {r}: ")
+                   + f"stopped at epoch {epoch} ({p.stop_reason}); best val loss "
+                   f"{p.best_val:.4f} at epoch {p.best_epoch}")
+      if all(p.stop_reason for p in progress):
         break
     return epoch_times
 
-  def train_epoch(self, state, epoch: int, progress: _Progress):
+  def stop_reason(self, epoch: int, progress: _Progress) -> str | None:
+    """Why this replica stops after `epoch`, or None while it goes on."""
+    climbing = _climbing(self.cfg, progress.history)
+    if climbing:
+      return climbing
+    if self.cfg.patience and progress.bad_epochs >= self.cfg.patience:
+      return f"early stopping: no better val loss for {self.cfg.patience} epochs"
+    if epoch == self.epochs:
+      return "max epochs"
+    return None
+
+  def train_epoch(self, state, epoch: int, progress: list[_Progress], partial):
     """One epoch's steps (the rest of a mid-epoch checkpoint's epoch when resuming one);
-    returns (state, per-step metrics on the host)."""
-    epoch_key = jax.random.fold_in(self.key, epoch)
-    partial, progress.partial = progress.partial, None
+    returns (state, per-step metrics on the host, [steps] or [steps, replicas] each)."""
+    epoch_key = _epoch_key(self.key, epoch, self.replicas)
+    active = () if self.replicas == 1 else (jax.device_put(
+        np.array([p.stop_reason is None for p in progress]), self.replicated),)
     if self.cfg.epoch_mode == "scan":
-      state, steps = self.epoch_fn(state, self.train_dev, epoch_key)
+      state, steps = self.epoch_fn(state, self.train_dev, epoch_key, *active)
       next_step = self.steps_per_epoch
     else:
       state, steps, next_step = self.epoch_fn(
-          state, self.train_dev, epoch_key, start_step=partial["steps_done"] if partial else 0,
+          state, self.train_dev, epoch_key, *active,
+          start_step=partial["steps_done"] if partial else 0,
           should_stop=interrupt.requested if self.ckpt is not None else None)
     steps = _host(steps)
     if partial:  # the steps this epoch ran before the mid-epoch checkpoint
       done = _decode_steps(partial["steps"])
       steps = {k: np.concatenate([done[k], v]) for k, v in steps.items()}
     if next_step < self.steps_per_epoch:  # a signal arrived mid-epoch (loop mode)
-      self.ckpt.save(epoch, {"state": state, "best_params": progress.best_params},
-                     progress.meta(self.signature, self.fingerprint,
-                                   partial={"steps_done": next_step,
-                                            "steps": _encode_steps(steps)}))
+      self.ckpt.save(epoch, {"state": state, "best_params": _best_params(progress)},
+                     _meta(progress, self.signature, self.fingerprint,
+                           partial={"steps_done": next_step, "steps": _encode_steps(steps)}))
       raise interrupt.stopped(f"at step {next_step} of {self.steps_per_epoch} in epoch {epoch}")
     return state, steps
 
-  def validate(self, state, epoch: int, steps: dict, step_losses) -> dict:
-    """The epoch's history row: train metrics from the step sums, validation metrics, norms."""
+  def validate(self, params, epoch: int, steps: dict, step_losses, val_sums: dict) -> dict:
+    """The epoch's history row: train metrics from the step sums, validation metrics (from the
+    summed validation metrics `val_sums`), norms."""
     train_m = normalize_sums({k: steps[k].sum() for k in ("loss", "correct", "count")
                               if k in steps})
-    val_m = normalize_sums(_host(self.evaluate(state["params"], self.val_dev)))
+    val_m = normalize_sums(val_sums)
     if not math.isfinite(val_m["loss"]):
       raise DivergenceError(f"non-finite validation loss at epoch {epoch}; "
                             f"{_last_good(epoch, self.ckpt)}. Lower --config.learning_rate")
@@ -502,25 +655,25 @@ class _Loop:
             "clipped_fraction": (float(np.mean(steps["grad_norm"] > self.cfg.grad_clip))
                                  if self.cfg.grad_clip > 0 else 0.0),
             "update_norm": float(steps["update_norm"].mean()),
-            "param_norm": float(optax.tree.norm(state["params"])),
+            "param_norm": float(optax.tree.norm(params)),
             "step_losses": step_losses.tolist()}
 
-  def record(self, row: dict, state, progress: _Progress) -> None:
+  def record(self, row: dict, params, progress: _Progress) -> None:
     """Appends the row and keeps the best-validation parameters."""
     progress.history.append(row)
     if row["val_loss"] < progress.best_val:
       progress.best_val, progress.best_epoch, progress.bad_epochs = (
           row["val_loss"], row["epoch"], 0)
-      progress.best_params = _host(state["params"])
+      progress.best_params = _host(params)
     else:
       progress.bad_epochs += 1
 
-  def checkpoint(self, epoch: int, state, progress: _Progress) -> None:
+  def checkpoint(self, epoch: int, state, progress: list[_Progress]) -> None:
     if self.ckpt is None:
       return
-    self.ckpt.save(epoch, {"state": state, "best_params": progress.best_params},
-                   progress.meta(self.signature, self.fingerprint))
-    if interrupt.requested() and not progress.stop_reason:
+    self.ckpt.save(epoch, {"state": state, "best_params": _best_params(progress)},
+                   _meta(progress, self.signature, self.fingerprint))
+    if interrupt.requested() and not all(p.stop_reason for p in progress):
       raise interrupt.stopped(f"after epoch {epoch}")
 
 
@@ -594,3 +747,24 @@ def _epoch_line(row: dict, epochs: int, best_epoch: int) -> str:
           f"{row['seconds']:.2f}s" + ("  *" if best_epoch == row["epoch"] else "")
           + (f"  train loss {row['over_best_train_loss']:.1f}x its best"
              if "over_best_train_loss" in row else ""))
+
+
+def _replicas_epoch_line(rows: dict, epochs: int, progress: list) -> str:
+  """The epoch line of several replicas: mean ± std (over the replicas that trained this
+  epoch) of train and validation loss and accuracy, with the range of validation accuracy."""
+  def spread(key, digits=4):
+    v = np.array([row[key] for row in rows.values()])
+    std = v.std(ddof=1) if len(v) > 1 else 0.0
+    return f"{v.mean():.{digits}f} ± {std:.{digits}f}"
+  first = next(iter(rows.values()))
+  acc = lambda k: f" acc {spread(k)}" if k in first else ""
+  val_range = (f" [{min(r['val_accuracy'] for r in rows.values()):.3f}, "
+               f"{max(r['val_accuracy'] for r in rows.values()):.3f}]"
+               if "val_accuracy" in first else "")
+  new_best = sum(progress[r].best_epoch == row["epoch"] for r, row in rows.items())
+  return (f"epoch {first['epoch']:3d}/{epochs}  {len(rows)}/{len(progress)} replicas  "
+          f"train loss {spread('train_loss')}{acc('train_accuracy')}  val loss "
+          f"{spread('val_loss')}{acc('val_accuracy')}{val_range}  |g| "
+          f"{np.mean([r['grad_norm'] for r in rows.values()]):.3g} (max "
+          f"{max(r['grad_norm_max'] for r in rows.values()):.3g})  {first['seconds']:.2f}s"
+          + (f"  * {new_best} new best" if new_best else ""))

@@ -184,3 +184,21 @@ def test_seed_step_cap_is_visible(tmp_path):
   order = report.plan(["rnn_activity", "face_detect"], data, quick=False, seed=0,
                       max_seed_steps=0, runs=tmp_path)
   assert [(j.exp, j.preset) for j in order][0] == ("face_detect", "default")  # longest first
+
+
+def test_cheap_runs_train_five_seeds_and_their_cells_show_mean_and_std(tmp_path):
+  from experiments.base import DataChoice
+  from jaxml.seeds import summarize
+  names = ["gru_activity", "cnn_mnist", "sparse_ae"]
+  data = {n: DataChoice(None) for n in names}
+  jobs = report.plan(names, data, quick=False, seed=0, max_seed_steps=0, runs=tmp_path, seeds=5)
+  with_seeds = {(j.exp, j.preset) for j in jobs if "--seeds=5" in j.args}
+  # gru_activity is cheap (typically < 60 s); cnn_mnist is not; sparse_ae is not gradient-trained
+  # through the train loop's replicas.
+  assert with_seeds == {("gru_activity", "seed"), ("gru_activity", "default")}
+  per_seed = [{"test_accuracy": a, "best_epoch": e, "epochs_run": 10}
+              for a, e in ((0.9, 4), (1.0, 6), (0.95, 5))]
+  cell = report.metric_text("gru_activity", dict(summarize(per_seed)))
+  assert cell == "0.9500 ± 0.0500 (mean ± std over 3 seeds) (best epoch 5.0 of 10.0 on average)"
+  single = report.metric_text("gru_activity", {"metrics": per_seed[0]})
+  assert single == "0.9000 (epoch 4 of 10)"

@@ -150,6 +150,7 @@ BAD_INPUTS = {
     "unknown_flag": (lambda p: ["--sed=1"], r"sed"),
     "positional": (lambda p: ["lr=0.1"], r"--config.KEY=VALUE"),
     "bad_preset": (lambda p: ["--preset=best"], r"valid: default, seed"),
+    "zero_seeds": (lambda p: ["--seeds=0"], r"--seeds=0; pass a positive number of seeds"),
 }
 
 

@@ -49,6 +49,17 @@ for devices in (4, 1):
         "val_loss": [row["val_loss"] for row in r.history],
         "params": [np.asarray(a).ravel().tolist() for a in jax.tree.leaves(r.params)]}
 
+# Replicas x data shards (--seeds): two seeds vmapped, each one's batch split over the devices.
+for devices in (4, 1):
+  cfg = TrainConfig(optimizer="adam", learning_rate=1e-2, batch_size=16, epochs=2, patience=0,
+                    devices=devices)
+  params = jax.tree.map(lambda *a: np.stack(a), init(jax.random.key(0)), init(jax.random.key(5)))
+  rs = fit(cfg, params=params, loss_fn=loss_fn, train_data={"x": x[:80], "y": y[:80]},
+           val_data={"x": x[80:], "y": y[80:]}, key=jax.random.split(jax.random.key(1), 2),
+           log=lambda m: None, replicas=2)
+  out[f"{devices}-replicas"] = {"step_losses": [l for r in rs for row in r.history
+                                                for l in row["step_losses"]]}
+
 # The step really is data-parallel: its batch is split 4 ways and gradients are all-reduced.
 mesh = data_mesh(4)
 sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
@@ -79,6 +90,9 @@ def test_four_devices_give_the_one_device_losses_and_parameters():
     np.testing.assert_allclose(four["val_loss"], one["val_loss"], rtol=1e-5, atol=1e-6)
     for a, b in zip(four["params"], one["params"]):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  one, four = out["1-replicas"]["step_losses"], out["4-replicas"]["step_losses"]
+  assert len(one) == 20  # 2 replicas x 2 epochs x 5 steps
+  np.testing.assert_allclose(four, one, rtol=1e-5, atol=1e-6)
 
 
 def test_a_batch_that_does_not_split_over_the_devices_is_a_user_error(tmp_path):
