@@ -15,7 +15,7 @@ import math
 from numbers import Real
 
 import numpy as np
-from scipy import stats  # (scikit-learn's dependency)
+from scipy import stats
 
 
 def _is_number(v) -> bool:
