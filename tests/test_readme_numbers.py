@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # column header -> dotted path in the cited JSON
 COLUMNS = {
     "test accuracy": "metrics.test_accuracy",
+    "std": "metrics_summary.test_accuracy.std",
     "face recall": "metrics.test_face_recall",
     "s per epoch": "timing.seconds_per_epoch",
     "run s": "timing.total_s",
