@@ -33,8 +33,8 @@ def cells(line: str) -> list[str]:
   return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
-def sourced_rows():
-  """(line number, {header: cell}, source path) for every README table row with a source."""
+def table_rows():
+  """(line number, header cells, row cells) for every README table body row."""
   lines = (ROOT / "README.md").read_text().splitlines()
   header = None
   for i, line in enumerate(lines, 1):
@@ -45,8 +45,13 @@ def sourced_rows():
     if header is None:
       header = [h.strip("`") for h in row]
       continue
-    if set("".join(row)) <= set("-:"):
-      continue
+    if not set("".join(row)) <= set("-:"):
+      yield i, header, row
+
+
+def sourced_rows():
+  """(line number, {header: cell}, source path) for every README table row with a source."""
+  for i, header, row in table_rows():
     named = dict(zip(header, row))
     link = re.fullmatch(r"\[[^\]]*\]\(([^)]+)\)", named.get("source", ""))
     if link:
@@ -97,16 +102,7 @@ def test_readme_tables_equal_the_runs_they_cite():
 
 def test_every_recorded_results_table_row_names_its_source():
   """A table with a `source` column leaves no row without one."""
-  lines = (ROOT / "README.md").read_text().splitlines()
-  header = None
-  for i, line in enumerate(lines, 1):
-    if not line.startswith("|"):
-      header = None
-      continue
-    row = cells(line)
-    if header is None:
-      header = row
-      continue
-    if "source" in header and not set("".join(row)) <= set("-:"):
+  for i, header, row in table_rows():
+    if "source" in header:
       cell = dict(zip(header, row))["source"]
       assert re.fullmatch(r"\[[^\]]*\]\([^)]+\)", cell), f"README.md:{i}: no source link"
