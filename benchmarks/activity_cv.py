@@ -27,16 +27,7 @@ from experiments.base import RunContext
 from experiments.run import build
 from jaxml import runtime
 from jaxml.data import activity as activity_data
-
-
-def stratified_folds(y: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
-  """k disjoint index arrays covering range(len(y)), each class spread evenly over them."""
-  rng = np.random.default_rng(seed)
-  folds = [[] for _ in range(k)]
-  for c in np.unique(y):
-    for i, idx in enumerate(rng.permutation(np.flatnonzero(y == c))):
-      folds[i % k].append(idx)
-  return [np.sort(np.array(f, dtype=int)) for f in folds]
+from jaxml.data.splits import stratified_folds
 
 
 def fold_data(data, held: np.ndarray):

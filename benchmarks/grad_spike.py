@@ -33,14 +33,13 @@ from experiments import activity
 from experiments.run import build, split_config_args
 from jaxml import runtime, train
 from jaxml.data import activity as activity_data
-from jaxml.models import sequence_classifier
 from jaxml.pipeline import classifier_loss_fn
 
 
-def _model(cfg, n_features):
-  apply_fn = lambda p, x, *, train, key, mask=None: sequence_classifier.apply(
-      p, x, cfg=cfg, mask=mask, train=train, key=key)
-  return classifier_loss_fn(apply_fn)
+def _model(cfg, n_features, n_classes):
+  """(init_fn, loss_fn) of the experiment's model: activity.model_fns and the loop's loss."""
+  init_fn, apply_fn = activity.model_fns(cfg, n_features, n_classes)
+  return init_fn, classifier_loss_fn(apply_fn)
 
 
 def _flat_norms(tree) -> dict:
@@ -48,23 +47,23 @@ def _flat_norms(tree) -> dict:
           for k, v in jax.tree_util.tree_leaves_with_path(tree)}
 
 
-def replay(cfg, params, batch, key) -> dict:
+def replay(cfg, params, batch, key, n_classes: int) -> dict:
   """The float64 analysis of one step (module docstring)."""
   jax.config.update("jax_enable_x64", True)
   p64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
   b64 = {k: jnp.asarray(v, jnp.float64 if v.dtype.kind == "f" else v.dtype)
          for k, v in batch.items()}
-  n_features = batch["x"].shape[-1]
+  loss_of = lambda c: _model(c, batch["x"].shape[-1], n_classes)[1]
   grads = {}
   for mode in ("fast", "autodiff"):
-    loss_fn = _model(dataclasses.replace(cfg, backward=mode), n_features)
+    loss_fn = loss_of(dataclasses.replace(cfg, backward=mode))
     (loss, _), grads[mode] = jax.value_and_grad(loss_fn, has_aux=True)(
         p64, b64, train=True, key=key)
   g = grads["autodiff"]
   gnorm = float(jnp.sqrt(sum(jnp.vdot(a, a) for a in jax.tree.leaves(g))))
   rel_fast = max(float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(b)) + 1e-300))
                  for a, b in zip(jax.tree.leaves(grads["fast"]), jax.tree.leaves(g)))
-  loss_fn = _model(cfg, n_features)
+  loss_fn = loss_of(cfg)
   f = lambda p: loss_fn(p, b64, train=True, key=key)[0]
   direction = jax.tree.map(lambda a: a / gnorm, g)
   fd = {}
@@ -114,22 +113,21 @@ def main():
                 **({"mask": jnp.asarray(mask[0])} if mask else {})}
   n = len(y)
   steps_per_epoch = n // cfg.batch_size
-  loss_fn = _model(cfg, x.shape[-1])
+  n_classes = len(data.class_names)
+  init_fn, loss_fn = _model(cfg, x.shape[-1], n_classes)
   optimizer = train.make_optimizer(cfg, steps_per_epoch)
-  params = sequence_classifier.init(jax.random.key(args.seed), cfg, n_features=x.shape[-1],
-                                    n_classes=len(data.class_names))
+  params = init_fn(jax.random.key(args.seed))
   start_spectral = spectral(params)
   state = {"step": jnp.zeros((), jnp.int32), "params": params,
            "opt_state": optimizer.init(params)}
   step = jax.jit(train.make_step(loss_fn, optimizer))
   log, found, epochs_log = [], None, []
   key = jax.random.key(args.seed + 1)
+  plan, step_key = train._epoch_plan(n, cfg.batch_size, replicas=1)  # the loop's batches
   for epoch in range(cfg.epochs):
-    perm_key, step_root = jax.random.split(jax.random.fold_in(key, epoch))
-    idx = np.asarray(jax.random.permutation(perm_key, n)[: steps_per_epoch * cfg.batch_size]
-                     ).reshape(steps_per_epoch, cfg.batch_size)
-    for i, batch_idx in enumerate(idx):
-      k = jax.random.fold_in(step_root, i)
+    step_root, idx = plan(jax.random.fold_in(key, epoch))
+    for i, batch_idx in enumerate(np.asarray(idx)):
+      k = step_key(step_root, i)
       before = state["params"]
       state, m = step(state, train_data, jnp.asarray(batch_idx), k)
       norm = float(m["grad_norm"])
@@ -165,8 +163,8 @@ def main():
     before, batch, k, row = found
     print(f"first spike: step {row['step']} (epoch {row['epoch']}): |g| {row['grad_norm']:.3g}"
           f" vs median {row['median_grad_norm_before']:.3g} before")
-    out["spike"] = dict(row, spectral_norm=spectral(before), replay=replay(cfg, before, batch, k),
-                        at_init=replay(cfg, params, batch, k))
+    out["spike"] = dict(row, spectral_norm=spectral(before), replay=replay(cfg, before, batch, k, n_classes),
+                        at_init=replay(cfg, params, batch, k, n_classes))
     r, r0 = out["spike"]["replay"], out["spike"]["at_init"]
 
     print(f"float64: |g| {r['grad_norm']:.4g}; fast vs autodiff max rel {r['fast_vs_autodiff_max_rel']:.2g};"

@@ -179,6 +179,16 @@ def run(cfg: Config, ctx: RunContext) -> dict:
   return train_on(data, cfg, ctx)
 
 
+def model_fns(cfg: Config, n_features: int, n_classes: int):
+  """(init_fn: key -> params, apply_fn: (params, x, *, train, key, mask=None) -> logits), the
+  experiment's model as jaxml.pipeline.train_classifier takes it."""
+  init_fn = lambda k: sequence_classifier.init(k, cfg, n_features=n_features,
+                                               n_classes=n_classes)
+  apply_fn = lambda p, x, *, train, key, mask=None: sequence_classifier.apply(
+      p, x, cfg=cfg, mask=mask, train=train, key=key)
+  return init_fn, apply_fn
+
+
 def train_on(data, cfg: Config, ctx: RunContext) -> dict:
   """Trains and tests on loaded ClassificationData (benchmarks/activity_cv.py passes folds)."""
   # Every seed its own validation split and normalisation, as its single run (--seeds).
@@ -191,13 +201,9 @@ def train_on(data, cfg: Config, ctx: RunContext) -> dict:
   cfg, why = scaled_by_data(cfg, notes["n_train"])
   for name, text in why.items():
     ctx.log(f"{name} {text}")
-  n_features, n_classes = data.x_train.shape[-1], len(data.class_names)
+  init_fn, apply_fn = model_fns(cfg, data.x_train.shape[-1], len(data.class_names))
   out, _ = train_classifier(
-      cfg, splits=splits, class_names=data.class_names,
-      init_fn=lambda k: sequence_classifier.init(k, cfg, n_features=n_features,
-                                                 n_classes=n_classes),
-      apply_fn=lambda p, x, *, train, key, mask=None: sequence_classifier.apply(
-          p, x, cfg=cfg, mask=mask, train=train, key=key),
+      cfg, splits=splits, class_names=data.class_names, init_fn=init_fn, apply_fn=apply_fn,
       key=ctx.per_seed(jax.random.key), workdir=ctx.workdir, log=ctx.log, restart=ctx.restart,
       signature={"config": config_lib.to_dict(cfg), **ctx.seed_signature,
                  "data": data.describe()},

@@ -127,7 +127,8 @@ def test_sktime_sets_by_name_including_a_variable_length_one():
 
 
 def test_cross_validation_folds_partition_the_training_series():
-  from benchmarks.activity_cv import fold_data, stratified_folds
+  from benchmarks.activity_cv import fold_data
+  from jaxml.data.splits import stratified_folds
   data = activity.load_activity("sktime:JapaneseVowels")
   folds = stratified_folds(data.y_train, 4, seed=0)
   assert sorted(np.concatenate(folds).tolist()) == list(range(270))

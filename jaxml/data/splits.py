@@ -25,6 +25,16 @@ def stratified_holdout(y: np.ndarray, fraction: float, seed: int):
   return keep, held
 
 
+def stratified_folds(y: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
+  """k disjoint index arrays covering range(len(y)), each class spread evenly over them."""
+  rng = np.random.default_rng(seed)
+  folds = [[] for _ in range(k)]
+  for c in np.unique(y):
+    for i, idx in enumerate(rng.permutation(np.flatnonzero(y == c))):
+      folds[i % k].append(idx)
+  return [np.sort(np.array(f, dtype=int)) for f in folds]
+
+
 def length_mask(lengths: np.ndarray, steps: int) -> np.ndarray:
   """f32[n, steps]: 1 on each series' first lengths[i] steps, 0 on its padding."""
   return (np.arange(steps)[None, :] < np.asarray(lengths)[:, None]).astype(np.float32)
