@@ -53,6 +53,34 @@ def test_conv_backward_matches_the_seeds_hand_derived_rules(padding):
                              rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("shape, padding", [((5, 5, 1, 6), "SAME"), ((5, 5, 1, 6), "VALID"),
+                                            ((4, 4, 2, 3), "SAME"), ((3, 3, 3, 16), "VALID")])
+def test_im2col_forward_is_the_definition_and_its_gradient_is_the_definitions(shape, padding):
+  """The shortcut impl="auto" takes for small patches and few filters (LeNet-5's C1): the
+  same values as conv2d_lax and, by construction, the same VJP (even kernels: XLA's SAME)."""
+  assert nn.use_im2col(shape)
+  x = _rand(0, (3, 9, 8, shape[2]))
+  params = {"w": _rand(1, shape), "b": _rand(2, (shape[3],))}
+  fast = lambda p, x: nn.conv2d(p, x, padding)
+  slow = lambda p, x: nn.conv2d(p, x, padding, impl="lax")
+  assert "custom_vjp" in str(jax.make_jaxpr(fast)(params, x))
+  np.testing.assert_allclose(jax.jit(fast)(params, x), slow(params, x), rtol=1e-12, atol=1e-12)
+  y, vjp_fast = jax.vjp(fast, params, x)
+  _, vjp_slow = jax.vjp(slow, params, x)
+  delta = _rand(3, y.shape)
+  for a, b in zip(jax.tree.leaves(vjp_fast(delta)), jax.tree.leaves(vjp_slow(delta))):
+    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_an_edited_im2col_forward_is_caught_and_the_definition_used(monkeypatch):
+  monkeypatch.setattr(nn, "_IM2COL_CHECKED", {})
+  monkeypatch.setattr(nn, "conv2d_im2col_forward", lambda w, x, padding: 0 * x[..., :1])
+  x, params = _rand(0, (2, 7, 7, 1)), {"w": _rand(1, (5, 5, 1, 6)), "b": _rand(2, (6,))}
+  with pytest.warns(UserWarning, match="differs from conv2d_lax"):
+    y = nn.conv2d(params, x)
+  np.testing.assert_allclose(y, nn.conv2d(params, x, impl="lax"), rtol=1e-12)
+
+
 def test_pooling_backward_matches_the_seeds_hand_derived_routing():
   x = _rand(0, (2, 6, 6, 3))  # continuous values: no ties inside a block
   for pool, manual in (("max", lambda d: backprop.max_pool_backward(d, x)),
