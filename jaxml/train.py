@@ -67,6 +67,10 @@ class TrainConfig:
   epochs: int = 50                  # upper bound on epochs
   max_steps: int = 0                # if > 0: train ceil(max_steps / steps per epoch) epochs instead
   patience: int = 10                # stop after this many epochs without a new best val loss; 0 = never
+  keep: Literal["best_val", "last"] = "best_val"  # the parameters a run reports and tests: the
+                                    # epoch of lowest val loss, or the last epoch's (for a
+                                    # validation split too small to rank epochs; needs
+                                    # patience 0; a "diverging" stop still keeps best_val's)
   val_fraction: float = 0.1         # fraction of the training data held out for validation
   eval_batch_size: int = 512        # examples per evaluation batch (memory only, not results)
   epoch_mode: Literal["scan", "loop"] = "scan"  # epoch as one lax.scan, or a loop of jitted steps
@@ -93,6 +97,9 @@ def validate_train_config(cfg: TrainConfig) -> None:
   require(cfg.epochs >= 1, "epochs", "a positive integer", cfg.epochs)
   require(cfg.max_steps >= 0, "max_steps", ">= 0 (0: use epochs)", cfg.max_steps)
   require(cfg.patience >= 0, "patience", ">= 0", cfg.patience)
+  require(cfg.keep == "best_val" or cfg.patience == 0, "patience",
+          "0 with keep=last (the last epoch is kept, so nothing may stop the run early)",
+          cfg.patience)
   require(cfg.devices >= 0, "devices", ">= 0 (0: all visible devices)", cfg.devices)
   require(cfg.diverge_factor == 0 or cfg.diverge_factor > 1, "diverge_factor",
           "0 (off) or a number > 1", cfg.diverge_factor)
@@ -596,8 +603,10 @@ class _Loop:
         p = progress[r]
         if p.stop_reason and r not in diverged:
           self.log(("" if self.replicas == 1 else f"replica {r}: ")
-                   + f"stopped at epoch {epoch} ({p.stop_reason}); best val loss "
-                   f"{p.best_val:.4f} at epoch {p.best_epoch}")
+                   + f"stopped at epoch {epoch} ({p.stop_reason}); "
+                   + (f"kept the last epoch (val loss {p.best_val:.4f}; keep=last)"
+                      if p.best_epoch == epoch and self.cfg.keep == "last" else
+                      f"best val loss {p.best_val:.4f} at epoch {p.best_epoch}"))
       if all(p.stop_reason for p in progress):
         break
     return epoch_times
@@ -661,7 +670,9 @@ class _Loop:
   def record(self, row: dict, params, progress: _Progress) -> None:
     """Appends the row and keeps the best-validation parameters."""
     progress.history.append(row)
-    if row["val_loss"] < progress.best_val:
+    last = (self.cfg.keep == "last" and row["epoch"] == self.epochs
+            and _climbing(self.cfg, progress.history) is None)
+    if row["val_loss"] < progress.best_val or last:
       progress.best_val, progress.best_epoch, progress.bad_epochs = (
           row["val_loss"], row["epoch"], 0)
       progress.best_params = _host(params)

@@ -58,6 +58,20 @@ def test_early_stopping_returns_best_validation_params():
   assert "early stopping" in res.stop_reason or len(vals) == 30
 
 
+def test_keep_last_reports_the_last_epochs_params_and_needs_patience_0(allclose):
+  """keep=last: the run trains every epoch and reports its final parameters (the same as the
+  best_val run's last state), even when an earlier epoch had the lowest val loss."""
+  cfg = dataclasses.replace(CFG, learning_rate=2.0, epochs=12, patience=0)
+  best, last = _fit(cfg), _fit(dataclasses.replace(cfg, keep="last"))
+  vals = [r["val_loss"] for r in last.history]
+  assert len(vals) == 12 and last.best_epoch == 12
+  assert best.best_epoch == np.argmin(vals) + 1 < 12  # (lr 2.0: the val loss bounces)
+  assert [r["val_loss"] for r in best.history] == vals  # the same training either way
+  assert not allclose(best.params, last.params)
+  with pytest.raises(UserError, match="patience"):
+    validate_train_config(dataclasses.replace(CFG, keep="last", patience=3))
+
+
 def test_nonfinite_loss_raises_with_epoch_and_step(tmp_path):
   params, loss_fn, tr, va = _problem()
   bad = dict(tr, x=tr["x"].copy())
