@@ -41,7 +41,8 @@ def fold_data(data, held: np.ndarray):
       source=f"{data.source} (cv fold of {len(held)})")
 
 
-def cross_validate(exp_name: str, overrides: str, data, folds, seed: int, log=print) -> dict:
+def cross_validate(exp_name: str, overrides: str, data, folds, seed: int, log=print,
+                   seeds: int = 1) -> dict:
   _, cfg = build(exp_name, "default", False, dict(kv.split("=", 1) for kv in overrides.split()))
   rows = []
   for i, held in enumerate(folds):
@@ -49,7 +50,7 @@ def cross_validate(exp_name: str, overrides: str, data, folds, seed: int, log=pr
       t = time.perf_counter()
       out = activity.train_on(fold_data(data, held), cfg,
                               RunContext(workdir=Path(tmp), data_path=None, seed=seed,
-                                         log=lambda _: None))
+                                         log=lambda _: None, seeds=seeds))
       m = out["metrics"]
       rows.append({"fold": i, "loss": m["test_loss"], "accuracy": m["test_accuracy"],
                    "best_epoch": m["best_epoch"], "epochs_run": m["epochs_run"],
@@ -70,6 +71,9 @@ def main():
   p.add_argument("--data_path", default=None)
   p.add_argument("--folds", type=int, default=4)
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--seeds", type=int, default=1,
+                 help="train each fold with seeds seed..seed+N-1 together (--seeds of "
+                      "experiments.run) and score the mean over them: less noise per fold")
   p.add_argument("--out", default=None, help="PATH.json (and PATH.md) for the table")
   p.add_argument("variants", nargs="*", default=[""])
   args = p.parse_args()
@@ -78,13 +82,14 @@ def main():
   folds = stratified_folds(data.y_train, args.folds, args.seed)
   results = []
   for v in args.variants:
-    results.append(cross_validate(args.exp, v, data, folds, args.seed))
+    results.append(cross_validate(args.exp, v, data, folds, args.seed, seeds=args.seeds))
   lines = [f"{args.exp} on {data.source}: {args.folds}-fold cross-validation of the "
-           f"{len(data.y_train)} training series (seed {args.seed}); held-out fold mean", "",
+           f"{len(data.y_train)} training series (seed {args.seed}"
+           f"{f', {args.seeds} seeds per fold' if args.seeds > 1 else ''}); held-out fold mean", "",
            "| overrides | loss | accuracy | best epochs | s per fold |", "|---|---|---|---|---|"]
   for r in results:
     lines.append(f"| {r['overrides'] or '(default)'} | {r['loss']:.4f} | {r['accuracy']:.4f} | "
-                 f"{' '.join(str(f['best_epoch']) for f in r['folds'])} | "
+                 f"{' '.join(format(f['best_epoch'], '.3g') for f in r['folds'])} | "
                  f"{np.mean([f['s'] for f in r['folds']]):.0f} |")
   print("\n".join(lines))
   if args.out:
@@ -92,6 +97,7 @@ def main():
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(
         {"exp": args.exp, "data": data.source, "folds": args.folds, "seed": args.seed,
+         "seeds": args.seeds,
          "results": results}, indent=1))
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 

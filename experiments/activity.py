@@ -45,8 +45,11 @@ class Config(TrainConfig):
   cell: str = "gru"                 # a name in jaxml.recurrent.CELLS (rnn, lstm, gru, or yours)
   hidden: int = 128                 # recurrent units (seed: 128)
   head: tuple[int, ...] = (70, 30)  # ReLU MLP layer sizes after the recurrent layer (seed)
-  readout: Literal["last", "mean"] = "mean"  # mean over time (seed: last hidden state)
+  bidirectional: bool = False       # add a right-to-left cell; the readout sees both
+  readout: Literal["last", "mean", "max", "mean_max"] = "mean"  # over valid steps (seed: last)
   dropout: float = 0.0              # dropout on the readout and head inputs in training
+  input_noise: float = 0.0          # std of Gaussian jitter added to the normalised inputs in
+                                    # training (augmentation; 0 = off)
   forget_bias: float = 1.0          # LSTM forget-gate bias at init (ignored by RNN, GRU)
   unroll: int = 1                   # lax.scan unroll factor (speed only, same numbers)
   backward: Literal["fast", "autodiff"] = "autodiff"  # gradient through time, both derived
@@ -69,7 +72,7 @@ class Config(TrainConfig):
   grad_clip: float = 1.0            # global-norm clipping against exploding BPTT gradients
   batch_size: int = 0               # 0 = by the training-set size (`scaled_by_data`): 8 for a
                                     # few dozen series (BasicMotions' 36), 128 for ~5k windows
-  epochs: int = 0                   # 0 = by the data: 100, fewer once an epoch is over ~40 steps
+  epochs: int = 0                   # 0 = by the data: 100 for small sets, fewer for large ones
   patience: int = -1                # epochs without a better val loss before stopping (0 =
                                     # never); -1 = a fifth of the epochs (20 of 100)
 
@@ -93,17 +96,21 @@ def seed_preset(cell: str) -> Config:
 
 
 # Defaults that scale with the data (issue 18). A recipe tuned on 36 series at batch 8 took 659
-# noisy steps per epoch on ~5k windows; these keep ~40 steps per epoch up to 10k series (so the
-# number of updates, hence the cosine schedule's shape, does not grow with the data) and cap
-# the whole run near 4000 updates beyond that.
+# noisy steps per epoch on ~5k windows, and 100 epochs of them took ~25 minutes. The batch keeps
+# ~40 steps per epoch up to 10k series; the epochs keep 100 for small sets and otherwise bound
+# the run's work (series x time steps x epochs), since a step's time grows with batch x time
+# almost linearly on a CPU (batch 256 costs 1.8x batch 128: BUILD_NOTES).
 STEPS_PER_EPOCH = 40      # target steps per epoch: batch = n_train / 40, a power of two ...
 BATCH_RANGE = (8, 256)    # ... clipped to this range
-MAX_EPOCHS = 100          # epochs while an epoch has <= 40 steps
-TOTAL_STEPS = 4000        # beyond that, epochs = 4000 / steps per epoch (at least 20)
+EPOCH_RANGE = (10, 100)   # epochs: 100 for small sets, at least 10 for huge ones
+WORK_BUDGET = 30e6        # series x time steps x epochs per run: ~5 min of training for the
+                          # GRU/LSTM-128 on the 2-core CPU of BUILD_NOTES (~38 epochs of 5.3k
+                          # windows of 150 steps)
 
 
-def scaled_by_data(cfg: Config, n_train: int) -> tuple[Config, dict]:
-  """Resolves batch_size=0, epochs=0 and patience=-1 from the number of training series.
+def scaled_by_data(cfg: Config, n_train: int, time_steps: int) -> tuple[Config, dict]:
+  """Resolves batch_size=0, epochs=0 and patience=-1 from the number of training series and
+  their (padded) length.
 
   Returns (the config to run, {field: "value (why)"} for the log; empty if nothing was
   resolved). Explicit values (--config.batch_size=32) are kept as they are.
@@ -112,13 +119,14 @@ def scaled_by_data(cfg: Config, n_train: int) -> tuple[Config, dict]:
   batch = cfg.batch_size or int(np.clip(2 ** round(np.log2(max(n_train / STEPS_PER_EPOCH, 1))),
                                         lo, hi))
   steps = max(n_train // batch, 1)
-  epochs = cfg.epochs or int(np.clip(round(TOTAL_STEPS / steps), 20, MAX_EPOCHS))
-  patience = cfg.patience if cfg.patience >= 0 else max(epochs // 5, 5)
+  epochs = cfg.epochs or int(np.clip(round(WORK_BUDGET / (n_train * time_steps)), *EPOCH_RANGE))
+  patience = cfg.patience if cfg.patience >= 0 else (
+      0 if cfg.keep == "last" else max(epochs // 5, 5))
   resolved = {name: value for name, value, by_data in (
       ("batch_size", batch, cfg.batch_size == 0), ("epochs", epochs, cfg.epochs == 0),
       ("patience", patience, cfg.patience == -1)) if by_data}
-  why = {k: f"{v} (by the data: {n_train} training series, {steps} steps per epoch)"
-         for k, v in resolved.items()}
+  why = {k: f"{v} (by the data: {n_train} training series of {time_steps} steps, {steps} steps "
+            f"per epoch)" for k, v in resolved.items()}
   return dataclasses.replace(cfg, **resolved), why
 
 
@@ -134,12 +142,13 @@ def validate(cfg: Config) -> None:
   require(cfg.epochs >= 0, "epochs", "a positive integer, or 0 (by the data)", cfg.epochs)
   require(cfg.patience >= -1, "patience", ">= 0 (0: never), or -1 (a fifth of the epochs)",
           cfg.patience)
-  validate_train_config(scaled_by_data(cfg, n_train=1000)[0])
+  validate_train_config(scaled_by_data(cfg, n_train=1000, time_steps=100)[0])
   require(cfg.cell in recurrent.CELLS, "cell",
           f"a registered cell ({', '.join(recurrent.CELLS)})", cfg.cell)
   require(cfg.hidden >= 1, "hidden", "a positive integer", cfg.hidden)
   require(all(h >= 1 for h in cfg.head), "head", "positive layer sizes such as 70,30", cfg.head)
   require(0 <= cfg.dropout < 1, "dropout", "in [0, 1)", cfg.dropout)
+  require(cfg.input_noise >= 0, "input_noise", ">= 0 (0: off)", cfg.input_noise)
   require(cfg.unroll >= 1, "unroll", "a positive integer", cfg.unroll)
   require(cfg.window >= 2, "window", "at least 2", cfg.window)
   require(cfg.window_stride >= 1, "window_stride", "a positive integer", cfg.window_stride)
@@ -198,7 +207,7 @@ def train_on(data, cfg: Config, ctx: RunContext) -> dict:
   ctx.log(f"data: {data.source}: {notes['n_train']} train / {notes['n_val']} val / "
           f"{len(data.y_test)} test, {_steps(data)} x {data.x_train.shape[2]} "
           f"channels ({described['channels']}), classes {', '.join(data.class_names)}")
-  cfg, why = scaled_by_data(cfg, notes["n_train"])
+  cfg, why = scaled_by_data(cfg, notes["n_train"], data.x_train.shape[1])
   for name, text in why.items():
     ctx.log(f"{name} {text}")
   init_fn, apply_fn = model_fns(cfg, data.x_train.shape[-1], len(data.class_names))

@@ -356,6 +356,37 @@ def final_hidden(kind: str, carry):
   return get_cell(kind).readout(carry)
 
 
+# ----------------------------------------------------------------------------- readouts
+READOUTS = ("last", "mean", "max", "mean_max")
+
+
+def readout(kind: str, hs, final, mask=None):
+  """A sequence's summary from a layer's outputs. hs: f[B, T, F], final: f[B, F] -> f[B, F or 2F].
+
+  "last": `final`, the final hidden states (each direction's last real step); "mean"/"max":
+  over real steps only (`mask`: bool/float [B, T], 1 = real; None = all real); "mean_max":
+  both, concatenated (2F features).
+  """
+  if kind not in READOUTS:
+    raise UserError(f"readout must be one of {', '.join(READOUTS)}, got {kind!r}; fix it "
+                    f"with --config.readout=...")
+  if kind == "last":
+    return final
+  if mask is None:
+    mean, mx = jnp.mean(hs, axis=1), jnp.max(hs, axis=1)
+  else:
+    m = mask.astype(bool)[..., None]
+    mean = jnp.sum(jnp.where(m, hs, 0.0), 1) / jnp.maximum(jnp.sum(m, 1), 1).astype(hs.dtype)
+    mx = jnp.max(jnp.where(m, hs, -jnp.inf), axis=1)
+    mx = jnp.where(jnp.any(m, axis=1), mx, 0.0)  # an all-padding row would give -inf
+  return {"mean": mean, "max": mx, "mean_max": jnp.concatenate([mean, mx], -1)}[kind]
+
+
+def readout_size(kind: str, per_step: int) -> int:
+  """Features `readout(kind, ...)` gives for per-step outputs of size per_step."""
+  return 2 * per_step if kind == "mean_max" else per_step
+
+
 # ----------------------------------------------------------------------------- layer stacks
 def stack_init(key, kind: str, n_in: int, hidden: int, *, layers: int = 1,
                bidirectional: bool = False, dtype=jnp.float32, **opts) -> list:

@@ -40,15 +40,16 @@ def test_values_no_run_can_use(overrides):
     validate(apply_overrides(Config(), overrides))
 
 
-@pytest.mark.parametrize("n_train, batch, epochs, patience", [
-    (36, 8, 100, 20),      # BasicMotions after its 10% holdout: the recipe as tuned there
-    (243, 8, 100, 20),     # JapaneseVowels: 30 steps per epoch
-    (5300, 128, 98, 19),   # a ~5.9k-window accelerometer set: 41 steps of 128, not 662 of 8
-    (50000, 256, 21, 5),   # beyond 10k series the batch stops growing, so epochs shrink
+@pytest.mark.parametrize("n_train, steps, batch, epochs, patience", [
+    (36, 100, 8, 100, 20),     # BasicMotions after its 10% holdout: the recipe as tuned there
+    (243, 29, 8, 100, 20),     # JapaneseVowels: 30 steps per epoch
+    (2700, 150, 64, 74, 14),   # the seed's data3.h5
+    (5300, 150, 128, 38, 7),   # a ~5.9k-window accelerometer set: 41 steps of 128, not 662 of 8
+    (50000, 150, 256, 10, 5),  # beyond 10k series the batch stops growing; epochs bottom out
 ])
-def test_activity_defaults_scale_with_the_training_set(n_train, batch, epochs, patience):
+def test_activity_defaults_scale_with_the_training_set(n_train, steps, batch, epochs, patience):
   from experiments.activity import scaled_by_data
-  cfg, why = scaled_by_data(Config(), n_train)
+  cfg, why = scaled_by_data(Config(), n_train, steps)
   assert (cfg.batch_size, cfg.epochs, cfg.patience) == (batch, epochs, patience)
   assert set(why) == {"batch_size", "epochs", "patience"}
   assert f"{n_train} training series" in why["batch_size"]
@@ -58,5 +59,5 @@ def test_activity_defaults_scale_with_the_training_set(n_train, batch, epochs, p
 def test_explicit_activity_settings_are_not_rescaled():
   from experiments.activity import scaled_by_data
   given = apply_overrides(Config(), {"batch_size": "32", "epochs": "7", "patience": "0"})
-  cfg, why = scaled_by_data(given, 5300)
+  cfg, why = scaled_by_data(given, 5300, 150)
   assert (cfg.batch_size, cfg.epochs, cfg.patience) == (32, 7, 0) and why == {}

@@ -38,6 +38,40 @@ def test_classifier_loss_gradient(cell, readout):
   assert res.max_rel_error < 1e-6, res.max_rel_error
 
 
+@pytest.mark.parametrize("cell, readout", [("lstm", "mean_max"), ("gru", "last")])
+def test_bidirectional_loss_gradient(cell, readout):
+  cfg, params, x, y = _tiny(cell, readout=readout, bidirectional=True)
+  assert set(params) == {"rnn", "rnn_bwd", "head"}
+  loss = lambda p: classification_loss(sequence_classifier.apply(p, x, cfg=cfg), y)[0]
+  res = check_grad(loss, params, mode="all")
+  assert res.max_rel_error < 1e-6, res.max_rel_error
+
+
+def test_one_way_params_do_not_depend_on_the_new_options():
+  """bidirectional=False starts exactly as before it existed (same keys, same forward cell and
+  head), so recorded one-way runs stay reproducible; the reverse cell has its own key."""
+  cfg = Config(cell="gru", hidden=4, head=(5,))
+  one = sequence_classifier.init(jax.random.key(0), cfg, n_features=3, n_classes=3)
+  two = sequence_classifier.init(jax.random.key(0), dataclasses.replace(cfg, bidirectional=True),
+                                 n_features=3, n_classes=3)
+  for a, b in zip(jax.tree.leaves(one["rnn"]), jax.tree.leaves(two["rnn"])):
+    np.testing.assert_array_equal(a, b)
+  assert two["head"]["layers"][0]["w"].shape == (8, 5)
+  assert not np.allclose(two["rnn"]["w_x"], two["rnn_bwd"]["w_x"])
+
+
+def test_input_noise_only_in_training_and_keyed():
+  cfg, params, x, _ = _tiny("gru", input_noise=0.3)
+  a = sequence_classifier.apply(params, x, cfg=cfg)
+  np.testing.assert_array_equal(a, sequence_classifier.apply(params, x, cfg=cfg, train=False,
+                                                              key=jax.random.key(0)))
+  b = sequence_classifier.apply(params, x, cfg=cfg, train=True, key=jax.random.key(0))
+  c = sequence_classifier.apply(params, x, cfg=cfg, train=True, key=jax.random.key(1))
+  assert not np.allclose(a, b) and not np.allclose(b, c)
+  np.testing.assert_array_equal(b, sequence_classifier.apply(params, x, cfg=cfg, train=True,
+                                                              key=jax.random.key(0)))
+
+
 def test_directional_gradcheck_on_seed_sized_model():
   """The seed's size (128 units, head 70-30) is checked along fixed random directions."""
   cfg = Config(cell="gru")

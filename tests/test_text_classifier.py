@@ -90,9 +90,9 @@ def test_two_logits_are_sigmoid_binary_cross_entropy():
 def test_max_readout_ignores_padding_even_when_states_are_negative():
   hs = -jnp.ones((1, 4, 2)) * jnp.arange(1, 5)[None, :, None]  # -1, -2, -3, -4 over time
   mask = jnp.array([[False, True, True, False]])
-  out = text_classifier.readout("max", hs, None, mask)
+  out = recurrent.readout("max", hs, None, mask)
   np.testing.assert_array_equal(out, [[-2.0, -2.0]])
-  out = text_classifier.readout("mean", hs, None, mask)
+  out = recurrent.readout("mean", hs, None, mask)
   np.testing.assert_array_equal(out, [[-2.5, -2.5]])
 
 

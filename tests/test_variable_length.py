@@ -132,21 +132,23 @@ def _padded_batch(key, lengths, steps, n_in=3):
   return series, x, jnp.asarray(length_mask(np.array(lengths), steps), F64)
 
 
-def _model(cell, readout, backward="fast"):
+def _model(cell, readout, backward="fast", **kw):
   cfg = dataclasses.replace(Config(cell=cell), hidden=4, head=(5,), readout=readout,
-                            backward=backward)
+                            backward=backward, **kw)
   params = sequence_classifier.init(jax.random.key(0), cfg, n_features=3, n_classes=3, dtype=F64)
   params = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.key(1), p.shape, F64),
                         params)
   return cfg, params
 
 
-@pytest.mark.parametrize("cell", sorted(recurrent.CELLS))
-@pytest.mark.parametrize("readout", ["last", "mean"])
-def test_padding_cannot_change_the_logits(cell, readout):
+@pytest.mark.parametrize("cell, readout, bidirectional", [
+    *((c, r, False) for c in sorted(recurrent.CELLS) for r in ("last", "mean")),
+    ("gru", "max", False), ("lstm", "mean_max", True), ("gru", "last", True)])
+def test_padding_cannot_change_the_logits(cell, readout, bidirectional):
   """A padded batch (padding filled with large values, not zeros) gives each series the logits
-  it gets alone and unpadded; with and without jit."""
-  cfg, params = _model(cell, readout)
+  it gets alone and unpadded; with and without jit. A right-to-left cell starts at each
+  series' own last real step."""
+  cfg, params = _model(cell, readout, bidirectional=bidirectional)
   lengths = [1, 4, 7, 2, 7]
   series, x, mask = _padded_batch(jax.random.key(2), lengths, steps=9)
   one_by_one = jnp.concatenate([sequence_classifier.apply(params, s[None], cfg=cfg)

@@ -13,40 +13,58 @@ from jaxml import nn, recurrent
 
 
 def init(key, cfg, *, n_features: int, n_classes: int, dtype=jnp.float32) -> dict:
-  """Params {"rnn": cell params, "head": mlp params}. Uses cfg.cell, .hidden, .head, .forget_bias."""
+  """Params {"rnn": cell params, "head": mlp params}, plus "rnn_bwd" (the right-to-left
+  cell) when cfg.bidirectional. Uses cfg.cell, .hidden, .head, .forget_bias, .readout."""
   k_rnn, k_head = jax.random.split(key)
-  rnn = recurrent.get_cell(cfg.cell).init(k_rnn, n_features, cfg.hidden, dtype,
-                                       forget_bias=cfg.forget_bias)
-  head = nn.mlp_init(k_head, (cfg.hidden, *cfg.head, n_classes), dtype)
-  return {"rnn": rnn, "head": head}
+  cell = recurrent.get_cell(cfg.cell)
+  params = {"rnn": cell.init(k_rnn, n_features, cfg.hidden, dtype, forget_bias=cfg.forget_bias)}
+  per_step = cfg.hidden
+  if cfg.bidirectional:
+    # A key of its own, so the forward layer and the head start as in a one-way net.
+    params["rnn_bwd"] = cell.init(jax.random.fold_in(k_rnn, 1), n_features, cfg.hidden, dtype,
+                                  forget_bias=cfg.forget_bias)
+    per_step *= 2
+  params["head"] = nn.mlp_init(k_head, (recurrent.readout_size(cfg.readout, per_step),
+                                        *cfg.head, n_classes), dtype)
+  return params
 
 
 def features(params, x, *, cfg, mask=None):
-  """The recurrent layer's summary of each sequence: f[batch, hidden].
+  """The recurrent layer's summary of each sequence: f[batch, F] (recurrent.readout).
 
   readout "last": the final hidden state (the last unmasked step when `mask` is given);
-  readout "mean": the average hidden state over (unmasked) time steps.
-  cfg.backward ("fast"/"autodiff") picks how the gradient through time is computed.
+  "mean" / "max": over (unmasked) time steps; "mean_max": both. With cfg.bidirectional a
+  second cell reads each series from its own last real step back, and its states are
+  concatenated with the forward ones. cfg.backward ("fast"/"autodiff") picks how the
+  gradient through time is computed.
   """
-  carry, hs = recurrent.run(cfg.cell, params["rnn"], x, mask=mask, hidden=cfg.hidden,
-                            unroll=cfg.unroll, backward=cfg.backward)
-  if cfg.readout == "last":
-    return recurrent.final_hidden(cfg.cell, carry)
-  if mask is None:
-    return jnp.mean(hs, axis=1)
-  m = mask.astype(hs.dtype)[..., None]
-  return jnp.sum(hs * m, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1.0)
+  opts = dict(mask=mask, hidden=cfg.hidden, unroll=cfg.unroll, backward=cfg.backward)
+  carry, hs = recurrent.run(cfg.cell, params["rnn"], x, **opts)
+  final = recurrent.final_hidden(cfg.cell, carry)
+  if cfg.bidirectional:
+    carry_b, hs_b = recurrent.run(cfg.cell, params["rnn_bwd"], x, reverse=True, **opts)
+    hs = jnp.concatenate([hs, hs_b], axis=-1)
+    final = jnp.concatenate([final, recurrent.final_hidden(cfg.cell, carry_b)], axis=-1)
+  return recurrent.readout(cfg.readout, hs, final, mask)
 
 
 def apply(params, x, *, cfg, mask=None, train: bool = False, key=None):
   """x: f[batch, time, features] -> logits f[batch, classes].
 
   mask: optional f/bool[batch, time], 1 on valid steps; padded steps (0) leave the recurrent
-  carry unchanged and are left out of the mean, so a series' logits do not depend on how much
-  padding follows it (tests/test_variable_length.py).
+  carry unchanged and are left out of the mean and max, so a series' logits do not depend on
+  how much padding follows it (tests/test_variable_length.py).
+  In training, cfg.input_noise > 0 adds Gaussian noise of that standard deviation to every
+  (valid) input value (jitter augmentation, in the units of the normalised inputs).
   """
+  k_in = k_mlp = None
+  if train and cfg.dropout > 0:
+    k_in, k_mlp = jax.random.split(key)
+  if train and cfg.input_noise > 0:
+    x = x + cfg.input_noise * jax.random.normal(jax.random.fold_in(key, 2), x.shape, x.dtype)
+    if mask is not None:
+      x = x * mask.astype(x.dtype)[..., None]  # padding stays 0, as the loader wrote it
   h = features(params, x, cfg=cfg, mask=mask)
-  k_in, k_mlp = jax.random.split(key) if (train and cfg.dropout > 0) else (None, None)
   h = nn.dropout(h, cfg.dropout, key=k_in, train=train)
   return nn.mlp(params["head"], h, activation="relu", dropout_rate=cfg.dropout, train=train,
                 key=k_mlp)

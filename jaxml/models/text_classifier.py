@@ -17,7 +17,6 @@ import jax.numpy as jnp
 
 from jaxml import nn, recurrent
 
-READOUTS = ("last", "mean", "max", "mean_max")
 
 
 def init(key, cfg, *, vocab_size: int, dtype=jnp.float32) -> dict:
@@ -33,23 +32,7 @@ def init(key, cfg, *, vocab_size: int, dtype=jnp.float32) -> dict:
 
 
 def readout_size(cfg) -> int:
-  per_step = cfg.hidden * (2 if cfg.bidirectional else 1)
-  return 2 * per_step if cfg.readout == "mean_max" else per_step
-
-
-def readout(kind: str, hs, final, mask):
-  """Summary of each sequence from the top layer. hs: f[B, T, F], final: f[B, F], mask: [B, T].
-
-  "last": final hidden states (each direction's last real step); "mean"/"max": over real steps
-  only; "mean_max": both, concatenated.
-  """
-  if kind == "last":
-    return final
-  m = mask[..., None]
-  mean = jnp.sum(jnp.where(m, hs, 0.0), 1) / jnp.maximum(jnp.sum(m, 1), 1).astype(hs.dtype)
-  mx = jnp.max(jnp.where(m, hs, -jnp.inf), axis=1)
-  mx = jnp.where(jnp.any(m, axis=1), mx, 0.0)  # an all-padding row would give -inf
-  return {"mean": mean, "max": mx, "mean_max": jnp.concatenate([mean, mx], -1)}[kind]
+  return recurrent.readout_size(cfg.readout, cfg.hidden * (2 if cfg.bidirectional else 1))
 
 
 def logit(params, tokens, *, cfg, train: bool = False, key=None):
@@ -61,7 +44,7 @@ def logit(params, tokens, *, cfg, train: bool = False, key=None):
                                      train=True)) if train else None
   hs, final = recurrent.stack_run(cfg.cell, params["rnn"], x, mask, hidden=cfg.hidden,
                                   unroll=cfg.unroll, between=between, backward=cfg.backward)
-  h = nn.dropout(readout(cfg.readout, hs, final, mask), cfg.dropout, key=keys[2], train=train)
+  h = nn.dropout(recurrent.readout(cfg.readout, hs, final, mask), cfg.dropout, key=keys[2], train=train)
   return nn.dense(params["out"], h)[..., 0]
 
 
