@@ -106,7 +106,8 @@ def main():
   _, cfg = build(args.exp, "default", False, overrides)
   data = activity_data.load_activity(args.data_path)
   splits, notes = activity.prepare_splits(data, cfg, args.seed)
-  cfg, _ = activity.scaled_by_data(cfg, notes["n_train"], data.x_train.shape[1])
+  cfg, _ = activity.scaled_by_data(cfg, notes["n_train"], data.x_train.shape[1],
+                                   notes["n_val"])
   x, y, *mask = splits["train"]
   train_data = {"x": jnp.asarray(x), "y": jnp.asarray(y),
                 "weight": jnp.ones(len(y), jnp.float32),

@@ -181,7 +181,8 @@ def make_case(name: str, sizes: Sizes, **overrides) -> Case:
     # BasicMotions), so the benchmark sets the batch the issue measures and resolves the
     # rest (epochs, patience) as for data3.h5's 2700 training windows.
     cfg, _ = activity.scaled_by_data(
-        dataclasses.replace(activity.default_preset(cell), batch_size=32), n_train=2700, time_steps=150)
+        dataclasses.replace(activity.default_preset(cell), batch_size=32), n_train=2700, time_steps=150,
+        n_val=300)
     cfg = dataclasses.replace(_scaled(activity.tiny(cfg) if sizes.shrink else cfg, sizes),
                               **overrides)
     shape = (sizes.activity_time, ACTIVITY_SHAPE[1])

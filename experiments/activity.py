@@ -73,8 +73,12 @@ class Config(TrainConfig):
   batch_size: int = 0               # 0 = by the training-set size (`scaled_by_data`): 8 for a
                                     # few dozen series (BasicMotions' 36), 128 for ~5k windows
   epochs: int = 0                   # 0 = by the data: 100 for small sets, fewer for large ones
+  keep: Literal["auto", "best_val", "last"] = "auto"  # parameters reported: "auto" = by the
+                                    # data: the last epoch's when the validation split has
+                                    # under 100 series (too few to rank epochs), else best_val
   patience: int = -1                # epochs without a better val loss before stopping (0 =
-                                    # never); -1 = a fifth of the epochs (20 of 100)
+                                    # never); -1 = a fifth of the epochs (20 of 100), or 0
+                                    # when keep resolves to "last"
 
 
 # Our default learning rate per cell, chosen by 4-fold cross-validation on the BasicMotions
@@ -92,7 +96,7 @@ def seed_preset(cell: str) -> Config:
   return Config(cell=cell, optimizer="sgd", learning_rate=0.3 if cell == "gru" else 0.1,
                 momentum=0.85, lr_schedule="constant", grad_clip=0.0, batch_size=32,
                 epochs=50, patience=5, normalize="none", forget_bias=0.0, readout="last",
-                weight_decay=0.0)
+                weight_decay=0.0, keep="best_val")
 
 
 # Defaults that scale with the data (issue 18). A recipe tuned on 36 series at batch 8 took 659
@@ -103,14 +107,16 @@ def seed_preset(cell: str) -> Config:
 STEPS_PER_EPOCH = 40      # target steps per epoch: batch = n_train / 40, a power of two ...
 BATCH_RANGE = (8, 256)    # ... clipped to this range
 EPOCH_RANGE = (10, 100)   # epochs: 100 for small sets, at least 10 for huge ones
+MIN_VAL_TO_RANK = 100     # keep=auto: fewer validation series than this keep the last epoch
 WORK_BUDGET = 30e6        # series x time steps x epochs per run: ~5 min of training for the
                           # GRU/LSTM-128 on the 2-core CPU of BUILD_NOTES (~38 epochs of 5.3k
                           # windows of 150 steps)
 
 
-def scaled_by_data(cfg: Config, n_train: int, time_steps: int) -> tuple[Config, dict]:
-  """Resolves batch_size=0, epochs=0 and patience=-1 from the number of training series and
-  their (padded) length.
+def scaled_by_data(cfg: Config, n_train: int, time_steps: int, n_val: int
+                   ) -> tuple[Config, dict]:
+  """Resolves batch_size=0, epochs=0, keep="auto" and patience=-1 from the number of training
+  series, their (padded) length and the number of validation series.
 
   Returns (the config to run, {field: "value (why)"} for the log; empty if nothing was
   resolved). Explicit values (--config.batch_size=32) are kept as they are.
@@ -120,13 +126,16 @@ def scaled_by_data(cfg: Config, n_train: int, time_steps: int) -> tuple[Config, 
                                         lo, hi))
   steps = max(n_train // batch, 1)
   epochs = cfg.epochs or int(np.clip(round(WORK_BUDGET / (n_train * time_steps)), *EPOCH_RANGE))
+  keep = cfg.keep if cfg.keep != "auto" else (  # an explicit patience means early stopping
+      "last" if n_val < MIN_VAL_TO_RANK and cfg.patience <= 0 else "best_val")
   patience = cfg.patience if cfg.patience >= 0 else (
-      0 if cfg.keep == "last" else max(epochs // 5, 5))
+      0 if keep == "last" else max(epochs // 5, 5))
   resolved = {name: value for name, value, by_data in (
       ("batch_size", batch, cfg.batch_size == 0), ("epochs", epochs, cfg.epochs == 0),
-      ("patience", patience, cfg.patience == -1)) if by_data}
+      ("keep", keep, cfg.keep == "auto"), ("patience", patience, cfg.patience == -1))
+      if by_data}
   why = {k: f"{v} (by the data: {n_train} training series of {time_steps} steps, {steps} steps "
-            f"per epoch)" for k, v in resolved.items()}
+            f"per epoch, {n_val} validation series)" for k, v in resolved.items()}
   return dataclasses.replace(cfg, **resolved), why
 
 
@@ -142,7 +151,7 @@ def validate(cfg: Config) -> None:
   require(cfg.epochs >= 0, "epochs", "a positive integer, or 0 (by the data)", cfg.epochs)
   require(cfg.patience >= -1, "patience", ">= 0 (0: never), or -1 (a fifth of the epochs)",
           cfg.patience)
-  validate_train_config(scaled_by_data(cfg, n_train=1000, time_steps=100)[0])
+  validate_train_config(scaled_by_data(cfg, n_train=1000, time_steps=100, n_val=100)[0])
   require(cfg.cell in recurrent.CELLS, "cell",
           f"a registered cell ({', '.join(recurrent.CELLS)})", cfg.cell)
   require(cfg.hidden >= 1, "hidden", "a positive integer", cfg.hidden)
@@ -207,7 +216,7 @@ def train_on(data, cfg: Config, ctx: RunContext) -> dict:
   ctx.log(f"data: {data.source}: {notes['n_train']} train / {notes['n_val']} val / "
           f"{len(data.y_test)} test, {_steps(data)} x {data.x_train.shape[2]} "
           f"channels ({described['channels']}), classes {', '.join(data.class_names)}")
-  cfg, why = scaled_by_data(cfg, notes["n_train"], data.x_train.shape[1])
+  cfg, why = scaled_by_data(cfg, notes["n_train"], data.x_train.shape[1], notes["n_val"])
   for name, text in why.items():
     ctx.log(f"{name} {text}")
   init_fn, apply_fn = model_fns(cfg, data.x_train.shape[-1], len(data.class_names))

@@ -40,24 +40,35 @@ def test_values_no_run_can_use(overrides):
     validate(apply_overrides(Config(), overrides))
 
 
-@pytest.mark.parametrize("n_train, steps, batch, epochs, patience", [
-    (36, 100, 8, 100, 20),     # BasicMotions after its 10% holdout: the recipe as tuned there
-    (243, 29, 8, 100, 20),     # JapaneseVowels: 30 steps per epoch
-    (2700, 150, 64, 74, 14),   # the seed's data3.h5
-    (5300, 150, 128, 38, 7),   # a ~5.9k-window accelerometer set: 41 steps of 128, not 662 of 8
-    (50000, 150, 256, 10, 5),  # beyond 10k series the batch stops growing; epochs bottom out
+@pytest.mark.parametrize("n_train, steps, n_val, batch, epochs, keep, patience", [
+    (36, 100, 4, 8, 100, "last", 0),         # BasicMotions: 4 validation series cannot rank
+    (243, 29, 27, 8, 100, "last", 0),        # JapaneseVowels: 30 steps per epoch
+    (2700, 150, 300, 64, 74, "best_val", 14),  # the seed's data3.h5
+    (5300, 150, 590, 128, 38, "best_val", 7),  # ~5.9k accelerometer windows: 41 steps of 128
+    (50000, 150, 5000, 256, 10, "best_val", 5),  # the batch stops growing; epochs bottom out
 ])
-def test_activity_defaults_scale_with_the_training_set(n_train, steps, batch, epochs, patience):
+def test_activity_defaults_scale_with_the_data(n_train, steps, n_val, batch, epochs, keep,
+                                               patience):
   from experiments.activity import scaled_by_data
-  cfg, why = scaled_by_data(Config(), n_train, steps)
-  assert (cfg.batch_size, cfg.epochs, cfg.patience) == (batch, epochs, patience)
-  assert set(why) == {"batch_size", "epochs", "patience"}
+  cfg, why = scaled_by_data(Config(), n_train, steps, n_val)
+  assert (cfg.batch_size, cfg.epochs, cfg.keep, cfg.patience) == (batch, epochs, keep, patience)
+  assert set(why) == {"batch_size", "epochs", "keep", "patience"}
   assert f"{n_train} training series" in why["batch_size"]
   validate(cfg)
 
 
+def test_an_explicit_patience_means_early_stopping_on_small_data_too():
+  from experiments.activity import scaled_by_data
+  cfg, _ = scaled_by_data(apply_overrides(Config(), {"patience": "10"}), 36, 100, 4)
+  assert (cfg.keep, cfg.patience) == ("best_val", 10)
+  validate(cfg)
+  with pytest.raises(UserError, match="patience.*keep=last"):
+    validate(apply_overrides(Config(), {"patience": "10", "keep": "last"}))
+
+
 def test_explicit_activity_settings_are_not_rescaled():
   from experiments.activity import scaled_by_data
-  given = apply_overrides(Config(), {"batch_size": "32", "epochs": "7", "patience": "0"})
-  cfg, why = scaled_by_data(given, 5300, 150)
+  given = apply_overrides(Config(), {"batch_size": "32", "epochs": "7", "patience": "0",
+                                    "keep": "best_val"})
+  cfg, why = scaled_by_data(given, 5300, 150, 590)
   assert (cfg.batch_size, cfg.epochs, cfg.patience) == (32, 7, 0) and why == {}
