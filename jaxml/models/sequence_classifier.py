@@ -38,13 +38,9 @@ def features(params, x, *, cfg, mask=None):
   concatenated with the forward ones. cfg.backward ("fast"/"autodiff") picks how the
   gradient through time is computed.
   """
-  opts = dict(mask=mask, hidden=cfg.hidden, unroll=cfg.unroll, backward=cfg.backward)
-  carry, hs = recurrent.run(cfg.cell, params["rnn"], x, **opts)
-  final = recurrent.final_hidden(cfg.cell, carry)
-  if cfg.bidirectional:
-    carry_b, hs_b = recurrent.run(cfg.cell, params["rnn_bwd"], x, reverse=True, **opts)
-    hs = jnp.concatenate([hs, hs_b], axis=-1)
-    final = jnp.concatenate([final, recurrent.final_hidden(cfg.cell, carry_b)], axis=-1)
+  layer = {"fwd": params["rnn"], **({"bwd": params["rnn_bwd"]} if cfg.bidirectional else {})}
+  hs, final = recurrent.stack_run(cfg.cell, [layer], x, mask, hidden=cfg.hidden,
+                                  unroll=cfg.unroll, backward=cfg.backward)
   return recurrent.readout(cfg.readout, hs, final, mask)
 
 
