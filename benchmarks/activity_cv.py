@@ -56,7 +56,8 @@ def cross_validate(exp_name: str, overrides: str, data, folds, seed: int, log=pr
                    "best_epoch": m["best_epoch"], "epochs_run": m["epochs_run"],
                    "stop_reason": m["stop_reason"], "s": time.perf_counter() - t,
                    "config": {k: out["config"][k] for k in ("batch_size", "epochs",
-                                                              "patience")}})
+                                                              "patience", "ensemble",
+                                                              "keep")}})
       log(f"  {overrides or '(default)'} fold {i}: loss {m['test_loss']:.4f} "
           f"acc {m['test_accuracy']:.4f} ({rows[-1]['s']:.0f} s)")
   return {"overrides": overrides, "folds": rows,

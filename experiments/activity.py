@@ -74,6 +74,9 @@ class Config(TrainConfig):
   batch_size: int = 0               # 0 = by the training-set size (`scaled_by_data`): 8 for a
                                     # few dozen series (BasicMotions' 36), 128 for ~5k windows
   epochs: int = 0                   # 0 = by the data: 100 for small sets, fewer for large ones
+  ensemble: int = 0                 # networks trained together (other seeds) whose mean class
+                                    # probabilities are the prediction; 1 = one network, 0 = by
+                                    # the data: up to 5 while the run's work stays in budget
   keep: Literal["auto", "best_val", "last"] = "auto"  # parameters reported: "auto" = by the
                                     # data: the last epoch's when the validation split has
                                     # under 100 series (too few to rank epochs), else best_val
@@ -97,7 +100,7 @@ def seed_preset(cell: str) -> Config:
   return Config(cell=cell, optimizer="sgd", learning_rate=0.3 if cell == "gru" else 0.1,
                 momentum=0.85, lr_schedule="constant", grad_clip=0.0, batch_size=32,
                 epochs=50, patience=5, normalize="none", forget_bias=0.0, readout="last",
-                weight_decay=0.0, keep="best_val")
+                weight_decay=0.0, keep="best_val", ensemble=1)
 
 
 # Defaults that scale with the data (issue 18). A recipe tuned on 36 series at batch 8 took 659
@@ -109,6 +112,8 @@ STEPS_PER_EPOCH = 40      # target steps per epoch: batch = n_train / 40, a powe
 BATCH_RANGE = (8, 256)    # ... clipped to this range
 EPOCH_RANGE = (10, 100)   # epochs: 100 for small sets, at least 10 for huge ones
 MIN_VAL_TO_RANK = 100     # keep=auto: fewer validation series than this keep the last epoch
+MAX_ENSEMBLE = 5          # ensemble=0: members while members x series x steps x epochs fits
+                          # the work budget (5 on BasicMotions / JapaneseVowels, 1 on data3.h5)
 WORK_BUDGET = 30e6        # series x time steps x epochs per run: ~5 min of training for the
                           # GRU/LSTM-128 on the 2-core CPU of BUILD_NOTES (~38 epochs of 5.3k
                           # windows of 150 steps)
@@ -116,8 +121,8 @@ WORK_BUDGET = 30e6        # series x time steps x epochs per run: ~5 min of trai
 
 def scaled_by_data(cfg: Config, n_train: int, time_steps: int, n_val: int
                    ) -> tuple[Config, dict]:
-  """Resolves batch_size=0, epochs=0, keep="auto" and patience=-1 from the number of training
-  series, their (padded) length and the number of validation series.
+  """Resolves batch_size=0, epochs=0, ensemble=0, keep="auto" and patience=-1 from the number
+  of training series, their (padded) length and the number of validation series.
 
   Returns (the config to run, {field: "value (why)"} for the log; empty if nothing was
   resolved). Explicit values (--config.batch_size=32) are kept as they are.
@@ -127,12 +132,15 @@ def scaled_by_data(cfg: Config, n_train: int, time_steps: int, n_val: int
                                         lo, hi))
   steps = max(n_train // batch, 1)
   epochs = cfg.epochs or int(np.clip(round(WORK_BUDGET / (n_train * time_steps)), *EPOCH_RANGE))
+  ensemble = cfg.ensemble or int(np.clip(WORK_BUDGET // (n_train * time_steps * epochs), 1,
+                                          MAX_ENSEMBLE))
   keep = cfg.keep if cfg.keep != "auto" else (  # an explicit patience means early stopping
       "last" if n_val < MIN_VAL_TO_RANK and cfg.patience <= 0 else "best_val")
   patience = cfg.patience if cfg.patience >= 0 else (
       0 if keep == "last" else max(epochs // 5, 5))
   resolved = {name: value for name, value, by_data in (
       ("batch_size", batch, cfg.batch_size == 0), ("epochs", epochs, cfg.epochs == 0),
+      ("ensemble", ensemble, cfg.ensemble == 0),
       ("keep", keep, cfg.keep == "auto"), ("patience", patience, cfg.patience == -1))
       if by_data}
   why = {k: f"{v} (by the data: {n_train} training series of {time_steps} steps, {steps} steps "
@@ -141,8 +149,9 @@ def scaled_by_data(cfg: Config, n_train: int, time_steps: int, n_val: int
 
 
 def tiny(cfg: Config) -> Config:
-  """A seconds-long run for smoke tests: small net, few epochs."""
-  return dataclasses.replace(cfg, hidden=8, head=(6,), epochs=2, patience=0, batch_size=8)
+  """A seconds-long run for smoke tests: small net, few epochs, one network."""
+  return dataclasses.replace(cfg, hidden=8, head=(6,), epochs=2, patience=0, batch_size=8,
+                             ensemble=1)
 
 
 def validate(cfg: Config) -> None:
@@ -150,6 +159,8 @@ def validate(cfg: Config) -> None:
   require(cfg.batch_size >= 0, "batch_size", "a positive integer, or 0 (by the data)",
           cfg.batch_size)
   require(cfg.epochs >= 0, "epochs", "a positive integer, or 0 (by the data)", cfg.epochs)
+  require(cfg.ensemble >= 0, "ensemble", "a positive integer (1: one network), or 0 (by the "
+          "data)", cfg.ensemble)
   require(cfg.patience >= -1, "patience", ">= 0 (0: never), or -1 (a fifth of the epochs)",
           cfg.patience)
   validate_train_config(scaled_by_data(cfg, n_train=1000, time_steps=100, n_val=100)[0])
@@ -226,7 +237,7 @@ def train_on(data, cfg: Config, ctx: RunContext) -> dict:
       key=ctx.per_seed(jax.random.key), workdir=ctx.workdir, log=ctx.log, restart=ctx.restart,
       signature={"config": config_lib.to_dict(cfg), **ctx.seed_signature,
                  "data": data.describe()},
-      title=f"{cfg.cell.upper()} on {data.source}")
+      title=f"{cfg.cell.upper()} on {data.source}", ensemble=cfg.ensemble)
   return dict(out, data=described, config=config_lib.to_dict(cfg))
 
 

@@ -66,7 +66,7 @@ def classifier_loss_fn(apply_fn: Callable, augment: Callable | None = None) -> C
 def train_classifier(cfg: TrainConfig, *, splits, class_names, init_fn: Callable,
                      apply_fn: Callable, key, workdir, log=print, restart: bool = False,
                      signature: dict | None = None, title: str = "",
-                     augment: Callable | None = None) -> tuple[dict, dict]:
+                     augment: Callable | None = None, ensemble: int = 1) -> tuple[dict, dict]:
   """Fits `apply_fn` on splits["train"], early-stops on splits["val"], tests on splits["test"].
 
   Args:
@@ -81,6 +81,12 @@ def train_classifier(cfg: TrainConfig, *, splits, class_names, init_fn: Callable
       given key[r] and splits[r].
     workdir: gets checkpoints/, curves.png, confusion_train.png, confusion_test.png.
     augment: optional (x, key) -> x applied to every training batch (never to evaluation).
+    ensemble: E > 1 makes each run (each seed) an ensemble of E members trained together in the
+      same program (replicas of `fit`, the run's own splits): member 0 is the single run given
+      `key`, member j > 0 starts from `fold_in(key, j)` (its own initialisation, batch order and
+      dropout). The run predicts with the members' mean class probabilities (its logits are
+      their log), and every metric is the ensemble's; "ensemble" in the metrics gives each
+      member's own accuracies and best epoch.
   Returns:
     ({"metrics", "timing", "history", "confusion"} for results.json,
      {"params": best parameters, "logits": {split: f32[n, classes]}} for further pictures).
@@ -89,9 +95,15 @@ def train_classifier(cfg: TrainConfig, *, splits, class_names, init_fn: Callable
     dict holds the first seed's params and logits, and "per_seed" with every seed's.
   """
   workdir = Path(workdir)
-  keys = key if isinstance(key, list) else [key]
-  n_seeds = len(keys)
+  if ensemble < 1:
+    raise ValueError(f"ensemble={ensemble}; need at least 1 member")
+  seed_keys = key if isinstance(key, list) else [key]
+  n_seeds = len(seed_keys)
   split_list = splits if isinstance(splits, list) else [splits] * n_seeds
+  # Replica r = seed r // E, member r % E: every member of a seed sees that seed's splits.
+  keys = [k if j == 0 else jax.random.fold_in(k, j) for k in seed_keys for j in range(ensemble)]
+  replica_splits = [sp for sp in split_list for _ in range(ensemble)]
+  n_replicas = len(keys)
   k_init, k_train = zip(*[jax.random.split(k) for k in keys])
   params = [init_fn(k) for k in k_init]
 
@@ -101,17 +113,17 @@ def train_classifier(cfg: TrainConfig, *, splits, class_names, init_fn: Callable
   if restart and ckpt_dir.exists():
     shutil.rmtree(ckpt_dir)
   t0 = time.perf_counter()
-  if n_seeds == 1:
+  if n_replicas == 1:
     results = [fit(cfg, params=params[0], loss_fn=loss_fn, train_data=as_dict(splits["train"]),
                    val_data=as_dict(splits["val"]), key=k_train[0], log=log,
                    checkpoint_dir=ckpt_dir, run_signature=signature)]
   else:
     shared = not isinstance(splits, list)
-    data = {s: (as_dict(splits[s]) if shared else
-                _stack([as_dict(sp[s]) for sp in split_list])) for s in ("train", "val")}
+    data = {s: (as_dict(split_list[0][s]) if shared else
+                _stack([as_dict(sp[s]) for sp in replica_splits])) for s in ("train", "val")}
     results = fit(cfg, params=_stack(params), loss_fn=loss_fn, train_data=data["train"],
                   val_data=data["val"], key=jnp.stack(k_train), log=log,
-                  checkpoint_dir=ckpt_dir, run_signature=signature, replicas=n_seeds,
+                  checkpoint_dir=ckpt_dir, run_signature=signature, replicas=n_replicas,
                   shared_data=shared)
   train_s = time.perf_counter() - t0
 
@@ -121,10 +133,16 @@ def train_classifier(cfg: TrainConfig, *, splits, class_names, init_fn: Callable
   predict = make_predict(eval_apply,
                          min(cfg.eval_batch_size, max(len(xy[1]) for sp in split_list
                                                  for xy in sp.values())))
-  evaluated = [_evaluate(result, sp, predict, len(class_names))
-               for result, sp in zip(results, split_list)]
+  members = [results[s * ensemble:(s + 1) * ensemble] for s in range(n_seeds)]
+  evaluated = [_evaluate(m, sp, predict, len(class_names)) for m, sp in zip(members, split_list)]
+  results = [m[0] for m in members]  # each seed's first member: its history and pictures
   metrics, confusion, all_logits = evaluated[0]
   result = results[0]
+  if ensemble > 1:
+    for s, (m, _, _) in enumerate(evaluated):
+      log(f"{'' if n_seeds == 1 else f'replica {s}: '}ensemble of {ensemble}: members' "
+          + "  ".join(f"{name} acc {np.mean(m['ensemble'][f'{name}_accuracy']):.4f}"
+                      for name in split_list[s]) + " on average")
   tag = (lambda r: "") if n_seeds == 1 else (lambda r: f"replica {r}: ")
   for r, (m, _, _) in enumerate(evaluated):
     log(f"{tag(r)}best epoch {m['best_epoch']}: " + "  ".join(
@@ -170,16 +188,40 @@ def _stack(trees: list):
   return jax.tree.map(lambda *a: np.stack(a), *trees)
 
 
-def _evaluate(result, splits: dict, predict, n_classes: int):
-  """(metrics, confusion matrices, logits per split) of one replica's best parameters."""
+def ensemble_logits(member_logits: list) -> np.ndarray:
+  """Logits of an ensemble: the log of its members' mean class probabilities.
+
+  member_logits: E arrays f[n, classes] -> f32[n, classes] (log-probabilities; E = 1: the
+  member's own log-softmax, so argmax and cross-entropy are unchanged).
+  """
+  logp = jax.nn.log_softmax(jnp.stack([jnp.asarray(l, jnp.float32) for l in member_logits]), -1)
+  return np.asarray(jax.nn.logsumexp(logp, axis=0) - np.log(len(member_logits)))
+
+
+def _scores(logits, y) -> dict:
+  return normalize_sums(jax.device_get(classification_sums(jnp.asarray(logits), jnp.asarray(y))))
+
+
+def _evaluate(members: list, splits: dict, predict, n_classes: int):
+  """(metrics, confusion matrices, logits per split) of one run: its members' best parameters
+  (one member: that replica's own logits; several: `ensemble_logits` of theirs)."""
   metrics, confusion, all_logits = {}, {}, {}
+  each = {}  # ensembles: every member's own accuracy per split
   for name, (x, y, *mask) in splits.items():
-    logits = all_logits[name] = predict(result.params, x, *mask)
-    m = normalize_sums(jax.device_get(classification_sums(jnp.asarray(logits), jnp.asarray(y))))
+    member_logits = [predict(r.params, x, *mask) for r in members]
+    logits = all_logits[name] = (member_logits[0] if len(members) == 1
+                                 else ensemble_logits(member_logits))
+    m = _scores(logits, y)
     metrics[f"{name}_accuracy"], metrics[f"{name}_loss"] = m["accuracy"], m["loss"]
     confusion[name] = plots.confusion_matrix(y, logits.argmax(-1), n_classes)
-  metrics.update(best_epoch=result.best_epoch, epochs_run=len(result.history),
-                 stop_reason=result.stop_reason)
-  if result.resumed_from is not None:
-    metrics["resumed_from_epoch"] = result.resumed_from
+    each[f"{name}_accuracy"] = [_scores(l, y)["accuracy"] for l in member_logits]
+  first = members[0]
+  metrics.update(best_epoch=first.best_epoch, epochs_run=len(first.history),
+                 stop_reason=first.stop_reason)
+  if len(members) > 1:
+    metrics["ensemble"] = dict(size=len(members), **each,
+                               best_epoch=[r.best_epoch for r in members],
+                               stop_reason=[r.stop_reason for r in members])
+  if first.resumed_from is not None:
+    metrics["resumed_from_epoch"] = first.resumed_from
   return metrics, confusion, all_logits

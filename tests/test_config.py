@@ -40,19 +40,21 @@ def test_values_no_run_can_use(overrides):
     validate(apply_overrides(Config(), overrides))
 
 
-@pytest.mark.parametrize("n_train, steps, n_val, batch, epochs, keep, patience", [
-    (36, 100, 4, 8, 100, "last", 0),         # BasicMotions: 4 validation series cannot rank
-    (243, 29, 27, 8, 100, "last", 0),        # JapaneseVowels: 30 steps per epoch
-    (2700, 150, 300, 64, 74, "best_val", 14),  # the seed's data3.h5
-    (5300, 150, 590, 128, 38, "best_val", 7),  # ~5.9k accelerometer windows: 41 steps of 128
-    (50000, 150, 5000, 256, 10, "best_val", 5),  # the batch stops growing; epochs bottom out
+@pytest.mark.parametrize("n_train, steps, n_val, batch, epochs, ensemble, keep, patience", [
+    (36, 100, 4, 8, 100, 5, "last", 0),         # BasicMotions: 4 validation series cannot rank
+    (243, 29, 27, 8, 100, 5, "last", 0),        # JapaneseVowels: 30 steps per epoch
+    (2700, 150, 300, 64, 74, 1, "best_val", 14),  # the seed's data3.h5: one network fills the budget
+    (5300, 150, 590, 128, 38, 1, "best_val", 7),  # ~5.9k accelerometer windows: 41 steps of 128
+    (50000, 150, 5000, 256, 10, 1, "best_val", 5),  # the batch stops growing; epochs bottom out
+    (1000, 100, 100, 32, 100, 3, "best_val", 20),  # 3 members of 1e7 fit the budget of 3e7
 ])
-def test_activity_defaults_scale_with_the_data(n_train, steps, n_val, batch, epochs, keep,
-                                               patience):
+def test_activity_defaults_scale_with_the_data(n_train, steps, n_val, batch, epochs, ensemble,
+                                               keep, patience):
   from experiments.activity import scaled_by_data
   cfg, why = scaled_by_data(Config(), n_train, steps, n_val)
-  assert (cfg.batch_size, cfg.epochs, cfg.keep, cfg.patience) == (batch, epochs, keep, patience)
-  assert set(why) == {"batch_size", "epochs", "keep", "patience"}
+  assert (cfg.batch_size, cfg.epochs, cfg.ensemble, cfg.keep, cfg.patience) == (
+      batch, epochs, ensemble, keep, patience)
+  assert set(why) == {"batch_size", "epochs", "ensemble", "keep", "patience"}
   assert f"{n_train} training series" in why["batch_size"]
   validate(cfg)
 
@@ -69,6 +71,6 @@ def test_an_explicit_patience_means_early_stopping_on_small_data_too():
 def test_explicit_activity_settings_are_not_rescaled():
   from experiments.activity import scaled_by_data
   given = apply_overrides(Config(), {"batch_size": "32", "epochs": "7", "patience": "0",
-                                    "keep": "best_val"})
+                                    "keep": "best_val", "ensemble": "2"})
   cfg, why = scaled_by_data(given, 5300, 150, 590)
-  assert (cfg.batch_size, cfg.epochs, cfg.patience) == (32, 7, 0) and why == {}
+  assert (cfg.batch_size, cfg.epochs, cfg.patience, cfg.ensemble) == (32, 7, 0, 2) and why == {}

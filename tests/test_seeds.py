@@ -196,3 +196,35 @@ def test_one_seed_compiles_to_the_program_of_before():
     r = fit(dataclasses.replace(CFG, epoch_mode=mode), params=params, loss_fn=loss_fn,
             train_data=tr, val_data=va, key=jax.random.key(7), log=lambda m: None)
     assert r.fingerprint == before, mode
+
+
+def test_an_ensemble_averages_members_that_are_single_runs(tmp_path):
+  """train_classifier(ensemble=2) with 2 seeds: member 0 of seed s is the single run of key s,
+  member 1 the single run of fold_in(key s, 1), and the run's logits are the log of their mean
+  class probabilities; its metrics are the ensemble's, with each member's in "ensemble"."""
+  from jaxml.pipeline import ensemble_logits, train_classifier
+  rng = np.random.default_rng(3)
+  x = rng.standard_normal((60, 5)).astype(np.float32)
+  y = (x[:, 0] - x[:, 2] > 0).astype(np.int32)
+  splits = {"train": (x[:32], y[:32]), "val": (x[32:44], y[32:44]), "test": (x[44:], y[44:])}
+  init_fn = lambda k: nn.mlp_init(k, (5, 8, 2))
+  apply_fn = lambda p, xb, *, train, key: nn.mlp(p, xb, dropout_rate=0.2, train=train, key=key)
+  run = lambda name, key, **kw: train_classifier(
+      CFG, splits=splits, class_names=["a", "b"], init_fn=init_fn, apply_fn=apply_fn, key=key,
+      workdir=tmp_path / name, log=lambda m: None, **kw)
+  seed_keys = [jax.random.key(5), jax.random.key(6)]
+  out, extra = run("ens", seed_keys, ensemble=2)
+  for s, k in [(1, seed_keys[1])]:  # the second seed's: replicas 2 and 3 of the program
+    members = [run(f"m{s}{j}", k if j == 0 else jax.random.fold_in(k, j)) for j in range(2)]
+    m = out["metrics_per_seed"][s]
+    assert m["ensemble"]["size"] == 2
+    for j, (single, _) in enumerate(members):
+      np.testing.assert_allclose(m["ensemble"]["test_accuracy"][j],
+                                 single["metrics"]["test_accuracy"], rtol=1e-6)
+    want = ensemble_logits([lg["logits"]["test"] for _, lg in members])
+    np.testing.assert_allclose(extra["per_seed"][s]["logits"]["test"], want, rtol=1e-5,
+                               atol=1e-6)
+    assert m["test_accuracy"] == pytest.approx(np.mean(want.argmax(-1) == y[44:]))
+  probs = rng.dirichlet(np.ones(3), size=(2, 4))  # f[E=2, n=4, 3]
+  np.testing.assert_allclose(np.exp(ensemble_logits(list(np.log(probs)))), probs.mean(0),
+                             rtol=1e-6)
