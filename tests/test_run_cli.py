@@ -97,15 +97,17 @@ def _imdb_args(tmp_path):
   return [f"--data_path={tmp_path / 'imdb.npz'}"]
 
 
-@pytest.mark.parametrize("exp, args", [
-    ("lstm_activity", lambda tmp: []),   # recurrent, lax.scan epochs
-    ("gru_imdb", _imdb_args),            # embedding + masked bidirectional-capable stack
-    ("lenet5_mnist", lambda tmp: []),    # convolutional, loop epochs with augmentation
+@pytest.mark.parametrize("exp, args, other_seed", [
+    ("lstm_activity", lambda tmp: [], True),  # recurrent, lax.scan epochs
+    ("gru_imdb", _imdb_args, False),          # embedding + masked bidirectional-capable stack
+    ("lenet5_mnist", lambda tmp: [], False),  # convolutional, loop epochs with augmentation
 ])
-def test_same_seed_same_numbers_other_seed_other_numbers(exp, args, tmp_path):
+def test_same_seed_same_numbers_other_seed_other_numbers(exp, args, other_seed, tmp_path):
+  """Two runs of one seed agree exactly; another seed differs (checked once: the seed reaches
+  every experiment through the same RunContext, and tests/test_seeds.py covers the others)."""
   extra = args(tmp_path)
   out = {}
-  for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+  for name, seed in (("a", 1), ("b", 1)) + ((("c", 2),) if other_seed else ()):
     proc = run_cli(f"--exp={exp}", "--tiny", f"--workdir={tmp_path / name}", f"--seed={seed}",
                    *extra)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -113,7 +115,8 @@ def test_same_seed_same_numbers_other_seed_other_numbers(exp, args, tmp_path):
   assert out["a"]["metrics"] == out["b"]["metrics"]
   assert out["a"]["history"] == [dict(r, seconds=out["a"]["history"][i]["seconds"])
                                  for i, r in enumerate(out["b"]["history"])]
-  assert out["a"]["metrics"]["train_loss"] != out["c"]["metrics"]["train_loss"]
+  if other_seed:
+    assert out["a"]["metrics"]["train_loss"] != out["c"]["metrics"]["train_loss"]
 
 
 def test_rerun_resumes_and_restart_starts_over(tmp_path):
@@ -177,11 +180,11 @@ def test_divergence_exits_3_and_keeps_the_last_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("args, trigger, saved", [
     # scan mode: the epoch program finishes, its checkpoint is written, then the run stops
-    (["--exp=gru_activity", "--tiny", "--config.epochs=60", "--config.hidden=4"],
-     "epoch  15/", r"after epoch \d+"),
-    # loop mode: stops between two steps of an epoch and checkpoints that point (225 steps/epoch)
-    (["--exp=lenet5_mnist", "--tiny", "--config.train_limit=4000", "--config.epochs=2"],
-     "compiled the train step", r"(at step \d+ of 225 in epoch 1|after epoch \d+)"),
+    (["--exp=gru_activity", "--tiny", "--config.epochs=30", "--config.hidden=4"],
+     "epoch  10/", r"after epoch \d+"),
+    # loop mode: stops between two steps of an epoch and checkpoints that point (112 steps/epoch)
+    (["--exp=lenet5_mnist", "--tiny", "--config.train_limit=2000", "--config.epochs=2"],
+     "compiled the train step", r"(at step \d+ of 112 in epoch 1|after epoch \d+)"),
 ])
 def test_sigterm_checkpoints_where_training_stands_and_the_rerun_resumes(args, trigger, saved,
                                                                          tmp_path):
