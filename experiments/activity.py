@@ -51,6 +51,8 @@ class Config(TrainConfig):
   dropout: float = 0.0              # dropout on the readout and head inputs in training
   input_noise: float = 0.0          # std of Gaussian jitter added to the normalised inputs in
                                     # training (augmentation; 0 = off)
+  crop: float = 0.0                 # training: keep a random window of each series, at least
+                                    # (1 - crop) of its steps (augmentation; 0 = off)
   forget_bias: float = 1.0          # LSTM forget-gate bias at init (ignored by RNN, GRU)
   unroll: int = 1                   # lax.scan unroll factor (speed only, same numbers)
   backward: Literal["fast", "autodiff"] = "autodiff"  # gradient through time, both derived
@@ -170,6 +172,7 @@ def validate(cfg: Config) -> None:
   require(all(h >= 1 for h in cfg.head), "head", "positive layer sizes such as 70,30", cfg.head)
   require(0 <= cfg.dropout < 1, "dropout", "in [0, 1)", cfg.dropout)
   require(cfg.input_noise >= 0, "input_noise", ">= 0 (0: off)", cfg.input_noise)
+  require(0 <= cfg.crop < 1, "crop", "in [0, 1) (0: off)", cfg.crop)
   require(cfg.unroll >= 1, "unroll", "a positive integer", cfg.unroll)
   require(cfg.window >= 2, "window", "at least 2", cfg.window)
   require(cfg.window_stride >= 1, "window_stride", "a positive integer", cfg.window_stride)

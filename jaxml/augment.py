@@ -42,3 +42,24 @@ def random_affine(x, key, *, max_shift: float, max_rotate_deg: float, max_scale:
     return jnp.stack([sample(img[..., i]) for i in range(c)], axis=-1)
 
   return jax.vmap(warp)(x, angle, scale, shift)
+
+
+def random_crop_mask(key, mask, shape, max_cut: float):
+  """A mask keeping one random contiguous window of each sequence's valid steps (time crop).
+
+  Each series keeps ceil(u * n) of its n valid steps (u uniform in [1 - max_cut, 1], at least
+  one step), starting at a uniform offset. The valid steps are taken to lead each row, as the
+  loaders pad at the end. mask: None (every step valid) or f/bool[batch, time]; shape:
+  (batch, time) -> f32[batch, time], 1 inside the window. A model that honours its mask (the
+  recurrent layer skips masked steps, the readouts leave them out) then sees only the window.
+  """
+  b, t = shape
+  valid = jnp.ones((b, t), jnp.float32) if mask is None else mask.astype(jnp.float32)
+  n = valid.sum(axis=1)
+  k_len, k_start = jax.random.split(key)
+  frac = jax.random.uniform(k_len, (b,), minval=1.0 - max_cut, maxval=1.0)
+  keep = jnp.minimum(jnp.maximum(jnp.ceil(frac * n), 1.0), n)
+  start = jnp.floor(jax.random.uniform(k_start, (b,)) * (n - keep + 1))
+  steps = jnp.arange(t, dtype=jnp.float32)[None, :]
+  window = (steps >= start[:, None]) & (steps < (start + keep)[:, None])
+  return valid * window.astype(jnp.float32)

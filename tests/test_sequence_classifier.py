@@ -72,6 +72,35 @@ def test_input_noise_only_in_training_and_keyed():
                                                               key=jax.random.key(0)))
 
 
+def test_a_time_crop_is_one_window_of_the_valid_steps_and_the_model_sees_only_it():
+  """augment.random_crop_mask keeps one contiguous window of at least (1 - max_cut) of each
+  series' valid steps; in training the classifier's logits are those of the window alone (the
+  cropped series run unmasked), and evaluation is never cropped."""
+  from jaxml.augment import random_crop_mask
+  lengths = np.array([9, 6, 3, 1, 0])
+  valid = (np.arange(9)[None] < lengths[:, None]).astype(np.float32)
+  for seed in range(20):
+    m = np.asarray(random_crop_mask(jax.random.key(seed), jnp.asarray(valid), valid.shape, 0.5))
+    assert set(np.unique(m)) <= {0.0, 1.0} and np.all(m <= valid)
+    for row, n in zip(m, lengths):
+      kept = np.flatnonzero(row)
+      assert max(np.ceil(0.5 * n), min(n, 1)) <= len(kept) <= n
+      if len(kept):
+        assert np.all(np.diff(kept) == 1)  # one window
+  cfg, params, x, _ = _tiny("gru", crop=0.5)
+  key = jax.random.key(4)
+  window = np.asarray(random_crop_mask(jax.random.fold_in(key, 3), None, x.shape[:2], 0.5))
+  assert window.sum() < window.size  # something was cut
+  got = sequence_classifier.apply(params, x, cfg=cfg, train=True, key=key)
+  for i in range(len(x)):
+    kept = np.flatnonzero(window[i])
+    alone = sequence_classifier.apply(params, x[i:i + 1, kept[0]:kept[-1] + 1], cfg=cfg)
+    np.testing.assert_allclose(got[i], alone[0], rtol=1e-10, atol=1e-12)
+  np.testing.assert_array_equal(sequence_classifier.apply(params, x, cfg=cfg),
+                                sequence_classifier.apply(params, x, cfg=cfg, train=False,
+                                                          key=key))
+
+
 def test_directional_gradcheck_on_seed_sized_model():
   """The seed's size (128 units, head 70-30) is checked along fixed random directions."""
   cfg = Config(cell="gru")

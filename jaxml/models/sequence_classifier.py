@@ -9,7 +9,7 @@ The seed's activity net is `hidden=128, head=(70, 30)`, read out from the last h
 import jax
 import jax.numpy as jnp
 
-from jaxml import nn, recurrent
+from jaxml import augment, nn, recurrent
 
 
 def init(key, cfg, *, n_features: int, n_classes: int, dtype=jnp.float32) -> dict:
@@ -51,7 +51,9 @@ def apply(params, x, *, cfg, mask=None, train: bool = False, key=None):
   carry unchanged and are left out of the mean and max, so a series' logits do not depend on
   how much padding follows it (tests/test_variable_length.py).
   In training, cfg.input_noise > 0 adds Gaussian noise of that standard deviation to every
-  (valid) input value (jitter augmentation, in the units of the normalised inputs).
+  (valid) input value (jitter augmentation, in the units of the normalised inputs), and
+  cfg.crop > 0 keeps a random window of each series, at least (1 - crop) of its valid steps
+  (`augment.random_crop_mask`: the other steps are masked out).
   """
   k_in = k_mlp = None
   if train and cfg.dropout > 0:
@@ -60,6 +62,8 @@ def apply(params, x, *, cfg, mask=None, train: bool = False, key=None):
     x = x + cfg.input_noise * jax.random.normal(jax.random.fold_in(key, 2), x.shape, x.dtype)
     if mask is not None:
       x = x * mask.astype(x.dtype)[..., None]  # padding stays 0, as the loader wrote it
+  if train and cfg.crop > 0:
+    mask = augment.random_crop_mask(jax.random.fold_in(key, 3), mask, x.shape[:2], cfg.crop)
   h = features(params, x, cfg=cfg, mask=mask)
   h = nn.dropout(h, cfg.dropout, key=k_in, train=train)
   return nn.mlp(params["head"], h, activation="relu", dropout_rate=cfg.dropout, train=train,
