@@ -93,6 +93,8 @@ def train_classifier(cfg: TrainConfig, *, splits, class_names, init_fn: Callable
     With N seeds: "metrics" (the mean over seeds), "metrics_per_seed", "metrics_summary"
     (jaxml.seeds.summarize), "history_per_seed" and "confusion" summed over seeds; the second
     dict holds the first seed's params and logits, and "per_seed" with every seed's.
+    With an ensemble, "params" are member 0's (what its pictures show) while "logits" are the
+    ensemble's.
   """
   workdir = Path(workdir)
   if ensemble < 1:
@@ -214,7 +216,8 @@ def _evaluate(members: list, splits: dict, predict, n_classes: int):
     m = _scores(logits, y)
     metrics[f"{name}_accuracy"], metrics[f"{name}_loss"] = m["accuracy"], m["loss"]
     confusion[name] = plots.confusion_matrix(y, logits.argmax(-1), n_classes)
-    each[f"{name}_accuracy"] = [_scores(l, y)["accuracy"] for l in member_logits]
+    if len(members) > 1:
+      each[f"{name}_accuracy"] = [_scores(l, y)["accuracy"] for l in member_logits]
   first = members[0]
   metrics.update(best_epoch=first.best_epoch, epochs_run=len(first.history),
                  stop_reason=first.stop_reason)
