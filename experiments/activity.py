@@ -54,6 +54,8 @@ class Config(TrainConfig):
                                     # training (augmentation; 0 = off)
   crop: float = 0.0                 # training: keep a random window of each series, at least
                                     # (1 - crop) of its steps (augmentation; 0 = off)
+  conv: tuple[int, ...] = ()        # 1-D conv front end: channels per ReLU layer (() = none)
+  conv_width: int = 3               # its filter width in time steps (odd: centred)
   forget_bias: float = 1.0          # LSTM forget-gate bias at init (ignored by RNN, GRU)
   unroll: int = 1                   # lax.scan unroll factor (speed only, same numbers)
   backward: Literal["fast", "autodiff"] = "autodiff"  # gradient through time, both derived
@@ -171,6 +173,9 @@ def validate(cfg: Config) -> None:
           f"a registered cell ({', '.join(recurrent.CELLS)})", cfg.cell)
   require(cfg.hidden >= 1, "hidden", "a positive integer", cfg.hidden)
   require(all(h >= 1 for h in cfg.head), "head", "positive layer sizes such as 70,30", cfg.head)
+  require(all(c >= 1 for c in cfg.conv), "conv", "positive channel counts such as 64,64 (or "
+          "empty: no conv front end)", cfg.conv)
+  require(cfg.conv_width >= 1, "conv_width", "a positive integer", cfg.conv_width)
   require(0 <= cfg.dropout < 1, "dropout", "in [0, 1)", cfg.dropout)
   require(cfg.input_noise >= 0, "input_noise", ">= 0 (0: off)", cfg.input_noise)
   require(0 <= cfg.crop < 1, "crop", "in [0, 1) (0: off)", cfg.crop)

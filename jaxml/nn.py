@@ -70,6 +70,26 @@ def mlp(params: Params, x, *, activation: str = "relu", dropout_rate: float = 0.
 
 
 # ----------------------------------------------------------------------------- convolution
+def conv1d_init(key, width: int, c_in: int, c_out: int, dtype=jnp.float32) -> Params:
+  """{"w": f[width, c_in, c_out] (WIO), "b": f[c_out]}; Xavier-uniform over the receptive field."""
+  return {"w": xavier_uniform(key, (width, c_in, c_out), width * c_in, width * c_out, dtype),
+          "b": jnp.zeros((c_out,), dtype)}
+
+
+def conv1d(params: Params, x):
+  """Cross-correlation over time with zero 'SAME' padding (odd widths centre the window):
+  out[b, t, d] = sum_{m, c} w[m, c, d] * x[b, t + m - (width - 1) // 2, c] + b[d].
+  x: f[batch, time, c_in] -> f[batch, time, c_out].
+
+  Because the padding is zeros, a series followed by zero steps gets the same outputs on its
+  own steps as the series alone: sequence models mask their padding to zero before calling it.
+  """
+  w = params["w"]
+  y = jax.lax.conv_general_dilated(x, w, window_strides=(1,), padding="SAME",
+                                   dimension_numbers=("NWC", "WIO", "NWC"))
+  return y + params["b"]
+
+
 def conv2d_init(key, kernel: int, c_in: int, c_out: int, dtype=jnp.float32) -> Params:
   """{"w": f[k, k, c_in, c_out] (HWIO), "b": f[c_out]}; Xavier-uniform over the receptive field."""
   fan_in, fan_out = kernel * kernel * c_in, kernel * kernel * c_out

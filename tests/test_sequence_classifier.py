@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from experiments.activity import Config
-from jaxml import recurrent
+from jaxml import nn, recurrent
 from jaxml.gradcheck import check_grad
 from jaxml.losses import classification_loss
 from jaxml.models import sequence_classifier
@@ -47,6 +47,30 @@ def test_bidirectional_loss_gradient(cell, readout):
   assert res.max_rel_error < 1e-6, res.max_rel_error
 
 
+def test_conv_front_end_loss_gradient_and_shapes():
+  """Finite differences against jax.grad through two conv1d layers (even width: off-centre
+  'SAME' padding) into a GRU; the front end's filters are [width, c_in, c_out]."""
+  cfg, params, x, y = _tiny("gru", readout="mean", conv=(4, 2), conv_width=2)
+  assert [l["w"].shape for l in params["conv"]] == [(2, 3, 4), (2, 4, 2)]
+  assert params["rnn"]["w_x"].shape[0] == 2
+  loss = lambda p: classification_loss(sequence_classifier.apply(p, x, cfg=cfg), y)[0]
+  res = check_grad(loss, params, mode="all")
+  assert res.max_rel_error < 1e-6, res.max_rel_error
+
+
+def test_conv1d_is_the_cross_correlation_it_documents():
+  """nn.conv1d against its docstring's sum, written out with explicit zero padding."""
+  k1, k2 = jax.random.split(jax.random.key(4))
+  for width in (1, 2, 3, 4):
+    p = nn.conv1d_init(k1, width, 3, 5, F64)
+    p["b"] = jnp.arange(5.0, dtype=F64)
+    x = jax.random.normal(k2, (2, 7, 3), F64)
+    lo = (width - 1) // 2
+    xp = jnp.pad(x, ((0, 0), (lo, width - 1 - lo), (0, 0)))
+    want = sum(xp[:, m:m + 7] @ p["w"][m] for m in range(width)) + p["b"]
+    np.testing.assert_allclose(nn.conv1d(p, x), want, rtol=1e-12, atol=1e-12)
+
+
 def test_one_way_params_do_not_depend_on_the_new_options():
   """bidirectional=False starts exactly as before it existed (same keys, same forward cell and
   head), so recorded one-way runs stay reproducible; the reverse cell has its own key."""
@@ -58,6 +82,11 @@ def test_one_way_params_do_not_depend_on_the_new_options():
     np.testing.assert_array_equal(a, b)
   assert two["head"]["layers"][0]["w"].shape == (8, 5)
   assert not np.allclose(two["rnn"]["w_x"], two["rnn_bwd"]["w_x"])
+  # a conv front end changes the recurrent layer's input width only, not the head's start
+  three = sequence_classifier.init(jax.random.key(0), dataclasses.replace(cfg, conv=(3,)),
+                                   n_features=3, n_classes=3)
+  for a, b in zip(jax.tree.leaves(one["head"]), jax.tree.leaves(three["head"])):
+    np.testing.assert_array_equal(a, b)
 
 
 def test_input_noise_only_in_training_and_keyed():

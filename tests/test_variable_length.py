@@ -141,14 +141,16 @@ def _model(cell, readout, backward="fast", **kw):
   return cfg, params
 
 
-@pytest.mark.parametrize("cell, readout, bidirectional", [
-    *((c, r, False) for c in sorted(recurrent.CELLS) for r in ("last", "mean")),
-    ("gru", "max", False), ("lstm", "mean_max", True), ("gru", "last", True)])
-def test_padding_cannot_change_the_logits(cell, readout, bidirectional):
+@pytest.mark.parametrize("cell, readout, bidirectional, conv", [
+    *((c, r, False, {}) for c in sorted(recurrent.CELLS) for r in ("last", "mean")),
+    ("gru", "max", False, {}), ("lstm", "mean_max", True, {}), ("gru", "last", True, {}),
+    ("gru", "last", False, dict(conv=(4, 3), conv_width=3)),
+    ("lstm", "mean", True, dict(conv=(4,), conv_width=4))])
+def test_padding_cannot_change_the_logits(cell, readout, bidirectional, conv):
   """A padded batch (padding filled with large values, not zeros) gives each series the logits
   it gets alone and unpadded; with and without jit. A right-to-left cell starts at each
-  series' own last real step."""
-  cfg, params = _model(cell, readout, bidirectional=bidirectional)
+  series' own last real step; a conv front end sees the padding as its own zero padding."""
+  cfg, params = _model(cell, readout, bidirectional=bidirectional, **conv)
   lengths = [1, 4, 7, 2, 7]
   series, x, mask = _padded_batch(jax.random.key(2), lengths, steps=9)
   one_by_one = jnp.concatenate([sequence_classifier.apply(params, s[None], cfg=cfg)
@@ -160,11 +162,12 @@ def test_padding_cannot_change_the_logits(cell, readout, bidirectional):
   assert not np.allclose(sequence_classifier.apply(params, x, cfg=cfg), one_by_one)
 
 
-@pytest.mark.parametrize("cell", sorted(recurrent.CELLS))
-@pytest.mark.parametrize("backward", ["fast", "autodiff"])
-def test_padding_cannot_change_the_gradient(cell, backward):
+@pytest.mark.parametrize("cell, backward, conv", [
+    *((c, b, ()) for c in sorted(recurrent.CELLS) for b in ("fast", "autodiff")),
+    ("gru", "autodiff", (4,))])
+def test_padding_cannot_change_the_gradient(cell, backward, conv):
   """The loss gradient of a padded, masked batch equals that of the series run one by one."""
-  cfg, params = _model(cell, "mean", backward)
+  cfg, params = _model(cell, "mean", backward, conv=conv)
   lengths, y = [3, 6, 1, 6], jnp.array([0, 1, 2, 1])
   series, x, mask = _padded_batch(jax.random.key(3), lengths, steps=8)
   padded = lambda p: classification_loss(

@@ -1,6 +1,11 @@
 """Sequence classifier: a recurrent layer (RNN/LSTM/GRU) read out into an MLP head.
 
-    x: f[batch, time, features] -> recurrent(hidden) -> readout -> MLP(head..., ReLU) -> logits
+    x: f[batch, time, features] -> [conv1d(c, ReLU) ...] -> recurrent(hidden) -> readout
+       -> MLP(head..., ReLU) -> logits
+
+The optional convolutional front end (`cfg.conv`: channels per layer, `cfg.conv_width` wide,
+zero 'SAME' padding over time) feeds the recurrent layer local features, as in LSTM-FCN
+(Karim et al. 2018); none in the seed.
 
 The seed's activity net is `hidden=128, head=(70, 30)`, read out from the last hidden state.
 `cfg` is any config with the fields used below (the activity experiments' config has them all).
@@ -14,10 +19,18 @@ from jaxml import augment, nn, recurrent
 
 def init(key, cfg, *, n_features: int, n_classes: int, dtype=jnp.float32) -> dict:
   """Params {"rnn": cell params, "head": mlp params}, plus "rnn_bwd" (the right-to-left
-  cell) when cfg.bidirectional. Uses cfg.cell, .hidden, .head, .forget_bias, .readout."""
+  cell) when cfg.bidirectional and "conv": [conv1d params per layer] when cfg.conv. Uses
+  cfg.cell, .hidden, .head, .forget_bias, .readout, .conv, .conv_width."""
   k_rnn, k_head = jax.random.split(key)
   cell = recurrent.get_cell(cfg.cell)
-  params = {"rnn": cell.init(k_rnn, n_features, cfg.hidden, dtype, forget_bias=cfg.forget_bias)}
+  params = {}
+  if cfg.conv:  # a key of its own, so the recurrent layer and the head start as without it
+    k_conv = jax.random.split(jax.random.fold_in(key, 7), len(cfg.conv))
+    sizes = (n_features, *cfg.conv)
+    params["conv"] = [nn.conv1d_init(k, cfg.conv_width, a, b, dtype)
+                      for k, a, b in zip(k_conv, sizes[:-1], sizes[1:])]
+    n_features = cfg.conv[-1]
+  params["rnn"] = cell.init(k_rnn, n_features, cfg.hidden, dtype, forget_bias=cfg.forget_bias)
   per_step = cfg.hidden
   if cfg.bidirectional:
     # A key of its own, so the forward layer and the head start as in a one-way net.
@@ -36,8 +49,15 @@ def features(params, x, *, cfg, mask=None):
   "mean" / "max": over (unmasked) time steps; "mean_max": both. With cfg.bidirectional a
   second cell reads each series from its own last real step back, and its states are
   concatenated with the forward ones. cfg.backward ("fast"/"autodiff") picks how the
-  gradient through time is computed.
+  gradient through time is computed. The conv front end (if any) runs first; its inputs and
+  outputs are zeroed on masked steps, so padding reads as the convolution's own zero padding.
   """
+  if "conv" in params:
+    keep = None if mask is None else mask.astype(x.dtype)[..., None]
+    for layer in params["conv"]:
+      x = x if keep is None else x * keep
+      x = jax.nn.relu(nn.conv1d(layer, x))
+    x = x if keep is None else x * keep
   layer = {"fwd": params["rnn"], **({"bwd": params["rnn_bwd"]} if cfg.bidirectional else {})}
   hs, final = recurrent.stack_run(cfg.cell, [layer], x, mask, hidden=cfg.hidden,
                                   unroll=cfg.unroll, backward=cfg.backward)
