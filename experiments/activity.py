@@ -47,7 +47,9 @@ class Config(TrainConfig):
   cell: str = "gru"                 # a name in jaxml.recurrent.CELLS (rnn, lstm, gru, or yours)
   hidden: int = 128                 # recurrent units (seed: 128)
   head: tuple[int, ...] = (70, 30)  # ReLU MLP layer sizes after the recurrent layer (seed)
-  bidirectional: bool = False       # add a right-to-left cell; the readout sees both
+  bidirectional: bool | None = False  # add a right-to-left cell; the readout sees both.
+                                    # None = by the data (the GRU's default): on while a
+                                    # two-way network fits the work budget (WORK_BUDGET)
   readout: Literal["last", "mean", "max", "mean_max"] = "mean"  # over valid steps (seed: last)
   dropout: float = 0.0              # dropout on the readout and head inputs in training
   input_noise: float = 0.0          # std of Gaussian jitter added to the normalised inputs in
@@ -94,10 +96,14 @@ class Config(TrainConfig):
 # training series (never the test set; benchmarks/activity_cv.py) and checked for stability on
 # 150-step sequences; see BUILD_NOTES.md ("Choosing the activity defaults").
 DEFAULT_LEARNING_RATE = {"rnn": 3e-3, "lstm": 1e-2, "gru": 3e-3}
+# Bidirectional by the data for the GRU only: in the same CV (session 9) a second direction
+# helped the GRU on both BasicMotions and JapaneseVowels, and not the LSTM or the RNN.
+DEFAULT_BIDIRECTIONAL = {"rnn": False, "lstm": False, "gru": None}
 
 
 def default_preset(cell: str) -> Config:
-  return Config(cell=cell, learning_rate=DEFAULT_LEARNING_RATE[cell])
+  return Config(cell=cell, learning_rate=DEFAULT_LEARNING_RATE[cell],
+                bidirectional=DEFAULT_BIDIRECTIONAL[cell])
 
 
 def seed_preset(cell: str) -> Config:
@@ -117,8 +123,10 @@ STEPS_PER_EPOCH = 40      # target steps per epoch: batch = n_train / 40, a powe
 BATCH_RANGE = (8, 256)    # ... clipped to this range
 EPOCH_RANGE = (10, 100)   # epochs: 100 for small sets, at least 10 for huge ones
 MIN_VAL_TO_RANK = 100     # keep=auto: fewer validation series than this keep the last epoch
-MAX_ENSEMBLE = 5          # ensemble=0: members while members x series x steps x epochs fits
-                          # the work budget (5 on BasicMotions / JapaneseVowels, 1 on data3.h5)
+MAX_ENSEMBLE = 5          # ensemble=0: members while members x directions x series x steps x
+                          # epochs fits the work budget (5 on BasicMotions / JapaneseVowels, 1 on
+                          # data3.h5); bidirectional=None: two directions while one such
+                          # network fits (on for those two sets, off for data3.h5)
 WORK_BUDGET = 30e6        # series x time steps x epochs per run: ~5 min of training for the
                           # GRU/LSTM-128 on the 2-core CPU of BUILD_NOTES (~38 epochs of 5.3k
                           # windows of 150 steps)
@@ -126,8 +134,9 @@ WORK_BUDGET = 30e6        # series x time steps x epochs per run: ~5 min of trai
 
 def scaled_by_data(cfg: Config, n_train: int, time_steps: int, n_val: int
                    ) -> tuple[Config, dict]:
-  """Resolves batch_size=0, epochs=0, ensemble=0, keep="auto" and patience=-1 from the number
-  of training series, their (padded) length and the number of validation series.
+  """Resolves batch_size=0, epochs=0, bidirectional=None, ensemble=0, keep="auto" and
+  patience=-1 from the number of training series, their (padded) length and the number of
+  validation series.
 
   Returns (the config to run, {field: "value (why)"} for the log; empty if nothing was
   resolved). Explicit values (--config.batch_size=32) are kept as they are.
@@ -137,14 +146,18 @@ def scaled_by_data(cfg: Config, n_train: int, time_steps: int, n_val: int
                                         lo, hi))
   steps = max(n_train // batch, 1)
   epochs = cfg.epochs or int(np.clip(round(WORK_BUDGET / (n_train * time_steps)), *EPOCH_RANGE))
-  ensemble = cfg.ensemble or int(np.clip(WORK_BUDGET // (n_train * time_steps * epochs), 1,
-                                          MAX_ENSEMBLE))
+  work = n_train * time_steps * epochs  # of one one-way network
+  bidirectional = cfg.bidirectional if cfg.bidirectional is not None else bool(
+      2 * work <= WORK_BUDGET)
+  directions = 2 if bidirectional else 1
+  ensemble = cfg.ensemble or int(np.clip(WORK_BUDGET // (directions * work), 1, MAX_ENSEMBLE))
   keep = cfg.keep if cfg.keep != "auto" else (  # an explicit patience means early stopping
       "last" if n_val < MIN_VAL_TO_RANK and cfg.patience <= 0 else "best_val")
   patience = cfg.patience if cfg.patience >= 0 else (
       0 if keep == "last" else max(epochs // 5, 5))
   resolved = {name: value for name, value, by_data in (
       ("batch_size", batch, cfg.batch_size == 0), ("epochs", epochs, cfg.epochs == 0),
+      ("bidirectional", bidirectional, cfg.bidirectional is None),
       ("ensemble", ensemble, cfg.ensemble == 0),
       ("keep", keep, cfg.keep == "auto"), ("patience", patience, cfg.patience == -1))
       if by_data}

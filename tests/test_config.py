@@ -74,3 +74,33 @@ def test_explicit_activity_settings_are_not_rescaled():
                                     "keep": "best_val", "ensemble": "2"})
   cfg, why = scaled_by_data(given, 5300, 150, 590)
   assert (cfg.batch_size, cfg.epochs, cfg.patience, cfg.ensemble) == (32, 7, 0, 2) and why == {}
+
+
+@pytest.mark.parametrize("n_train, steps, bidirectional, ensemble", [
+    (36, 100, True, 5),      # BasicMotions: 5 two-way networks of 3.6e5 fit 3e7
+    (243, 29, True, 5),      # JapaneseVowels
+    (1000, 100, True, 1),    # one two-way network of 2e7 fits, two do not
+    (5300, 150, False, 1),   # ~5.9k windows: one one-way network fills the budget
+])
+def test_the_gru_is_bidirectional_while_the_work_budget_allows(n_train, steps, bidirectional,
+                                                               ensemble):
+  from experiments.activity import default_preset, scaled_by_data
+  cfg, why = scaled_by_data(default_preset("gru"), n_train, steps, n_train // 9)
+  assert (cfg.bidirectional, cfg.ensemble) == (bidirectional, ensemble)
+  assert why["bidirectional"].startswith(f"{bidirectional} (by the data")
+  validate(cfg)
+  # Only the GRU's default asks; an explicit value (or another cell) is kept as given.
+  assert default_preset("lstm").bidirectional is False
+  one_way = apply_overrides(default_preset("gru"), {"bidirectional": "false"})
+  assert scaled_by_data(one_way, n_train, steps, n_train // 9)[0].bidirectional is False
+  assert apply_overrides(one_way, {"bidirectional": "none"}).bidirectional is None
+
+
+def test_an_unresolved_bidirectional_is_refused_by_the_model():
+  import jax
+
+  from experiments.activity import default_preset
+  from jaxml.models import sequence_classifier
+  with pytest.raises(ValueError, match="bidirectional.*resolve it first"):
+    sequence_classifier.init(jax.random.key(0), default_preset("gru"), n_features=3,
+                             n_classes=2)

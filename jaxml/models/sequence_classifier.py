@@ -21,6 +21,9 @@ def init(key, cfg, *, n_features: int, n_classes: int, dtype=jnp.float32) -> dic
   """Params {"rnn": cell params, "head": mlp params}, plus "rnn_bwd" (the right-to-left
   cell) when cfg.bidirectional and "conv": [conv1d params per layer] when cfg.conv. Uses
   cfg.cell, .hidden, .head, .forget_bias, .readout, .conv, .conv_width."""
+  if not isinstance(cfg.bidirectional, bool):  # e.g. None ("by the data") left unresolved
+    raise ValueError(f"cfg.bidirectional must be True or False, got {cfg.bidirectional!r}; "
+                     "resolve it first (experiments.activity.scaled_by_data)")
   k_rnn, k_head = jax.random.split(key)
   cell = recurrent.get_cell(cfg.cell)
   params = {}
