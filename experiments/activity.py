@@ -15,9 +15,9 @@ cross-entropy of the 10% held out. The seed reached test accuracy RNN 0.43, LSTM
 on its data3.h5 and blamed exploding gradients. The default is our recipe: inputs standardised
 per channel with training statistics, AdamW with a cosine schedule, gradient clipping, a batch
 size and epoch count scaled to the data (`scaled_by_data`), on small data an ensemble of up to
-5 networks averaged (and for the GRU a second, right-to-left cell), and either the last epoch's parameters (a validation split of under 100
-series cannot rank epochs) or the early stopping of the train loop (see BUILD_NOTES.md for
-measurements).
+5 networks averaged (and for the GRU a second, right-to-left cell), and either the last
+epoch's parameters (a validation split of under 100 series cannot rank epochs) or the early
+stopping of the train loop (see BUILD_NOTES.md for measurements).
 """
 
 import dataclasses
