@@ -80,13 +80,17 @@ import numpy as np  # noqa: E402
 from experiments import activity, imdb, mnist_cnn  # noqa: E402
 from experiments import ngram_lm as ngram_exp  # noqa: E402
 from jaxml.pipeline import classifier_loss_fn  # noqa: E402
-from jaxml.runtime import keep_freed_memory  # noqa: E402
+from jaxml.runtime import cpu_client_threads, keep_freed_memory  # noqa: E402
 from jaxml.models import cnn, ngram_lm, sequence_classifier, text_classifier  # noqa: E402
 from jaxml.train import make_loop_epoch, make_optimizer, make_scan_epoch, make_step  # noqa: E402
 
 BENCHMARKS = ("cnn_mnist", "lenet5_mnist", "gru_activity", "lstm_activity", "lstm_imdb",
               "ngram_lm")
 EPOCH_BENCHMARKS = ("gru_activity", "lstm_activity", "cnn_mnist")
+# Each benchmark is its experiment's step, so it runs with that experiment's XLA:CPU pool size
+# (Experiment.cpu_threads, what experiments.run's --cpu_threads=auto applies).
+EXPERIMENTS = {e.name: e for e in (mnist_cnn.CNN, mnist_cnn.LENET5, activity.GRU, activity.LSTM,
+                                   imdb.LSTM, ngram_exp.NGRAM_LM)}
 IMDB_VOCAB = 500      # encode() of ../shared/data/imdb/imdb_500w_5k.npz gives vocab_size 500
 ACTIVITY_SHAPE = (150, 3)  # time steps x channels of an activity window (BasicMotions, data3.h5)
 ACTIVITY_CLASSES = 6       # data3.h5's WISDM activities
@@ -598,7 +602,8 @@ def markdown(results: dict) -> str:
            + (f" ({m['torch_threads']} threads)" if m["torch"] else "")
            + f"; matmul peak {m['matmul_n']}^2 float32: jax {_f(m['jax_matmul_gflops'], '.0f')} "
            f"GFLOP/s, torch {_f(m['torch_matmul_gflops'], '.0f')} GFLOP/s; "
-           f"{m['seconds']:.0f} s in all"
+           f"{m['seconds']:.0f} s in all; XLA:CPU threads: "
+           f"{m['cpu_threads'] or 'one per CPU'}"
            + (f"; jax on {m['jax_device_kind']}, torch on {m['torch_device']}"
               if m.get("jax_device_kind") else "")
            + (f"; batches x{m['batch_scale']}" if m.get("batch_scale", 1) != 1 else ""), "",
@@ -678,10 +683,16 @@ def main(argv=None) -> int:
   ap.add_argument("--torch_device", default="auto",
                   help="auto: cuda when jax runs on a GPU and torch sees CUDA, else cpu; or a "
                        "torch device name")
+  ap.add_argument("--cpu_threads", default="auto",
+                  help="XLA:CPU worker threads of the jaxml side: auto (each benchmark's "
+                       "experiment's choice, as experiments.run applies it: 1 for the "
+                       "recurrent ones; benchmarks that differ run in separate processes), "
+                       "all (one per CPU), or a count")
   ap.add_argument("--malloc", choices=("keep", "default"), default="keep",
                   help="keep: jaxml.runtime.keep_freed_memory() as training does (both sides); "
                        "default: glibc's defaults, to measure what it is worth")
   args = ap.parse_args(argv)
+  log = lambda msg: print(msg, file=sys.stderr, flush=True)
   names = [n for n in args.only.split(",") if n] or list(BENCHMARKS)
   epoch_names = [n for n in args.epochs.split(",") if n]
   unknown = sorted((set(names) | set(epoch_names)) - set(BENCHMARKS))
@@ -693,13 +704,22 @@ def main(argv=None) -> int:
     print("error: --threads=1 must pin the process before jax starts; run it as "
           "`python -m benchmarks.speed --threads=1 ...`", file=sys.stderr)
     return 2
+  if not (args.cpu_threads in ("auto", "all") or args.cpu_threads.isdigit()
+          and int(args.cpu_threads) > 0):
+    print(f"error: --cpu_threads={args.cpu_threads}; valid: auto, all or a positive count",
+          file=sys.stderr)
+    return 2
   torch_threads = args.torch_threads or (1 if args.threads == 1 else os.cpu_count() or 1)
   clock = time.process_time if args.threads == 1 else time.perf_counter
   sizes = QUICK if args.quick else Sizes()
   if args.batch_scale < 1:
     print(f"error: --batch_scale={args.batch_scale}; pass an integer >= 1", file=sys.stderr)
     return 2
-  log = lambda msg: print(msg, file=sys.stderr, flush=True)
+  pools = pool_sizes(names, args.cpu_threads)
+  if args.threads == 0 and len(set(pools.values())) > 1:
+    return run_groups(args, names, epoch_names, pools, log)
+  # Before anything starts jax's backends; None where it cannot apply (pinned, or in-process).
+  cpu_pool = cpu_client_threads(pools[names[0]])
   # As `fit` and the runner do; it is process-wide, so PyTorch runs under the same allocator.
   kept_freed_memory = keep_freed_memory() if args.malloc == "keep" else False
   t_start = time.perf_counter()
@@ -717,6 +737,7 @@ def main(argv=None) -> int:
   results = {}
   for name in names:
     results[name] = bench(name, sizes, torch, tm, peaks, log, clock)
+    results[name]["jaxml"]["cpu_threads"] = cpu_pool
   epochs = {name: epoch_throughput(name, sizes, log, clock)
             for name in epoch_names if name in names}
   # A second peak measurement at the end: the best of both (the machine is shared).
@@ -726,14 +747,12 @@ def main(argv=None) -> int:
     peaks["torch"] = max(peaks["torch"],
                          torch_matmul_peak(torch, sizes.matmul_n, sizes.matmul_repeats,
                                            sizes.torch_device, clock))
-  for r in results.values():
-    r["floor_ms"] = r["flops"] / (max(peaks.values()) * 1e9) * 1e3
-    for side in ("jaxml", "torch"):
-      if r[side]:
-        r[side]["fraction_of_peak"] = r[side]["gflops_per_s"] / peaks[side]
-        r[side]["over_floor"] = r[side]["ms"] / r["floor_ms"]
+  apply_peaks(results, peaks)
   results["machine"] = {
       **cpu_info(), "threads": args.threads, "pinned_cpu": _PINNED["cpu"],
+      # XLA:CPU's pool size set for the jaxml side (jaxml.runtime.cpu_client_threads); None:
+      # jax's default, one thread per CPU this process may use.
+      "cpu_threads": cpu_pool,
       "cpu_count": os.cpu_count(), "platform": platform.platform(),
       "python": platform.python_version(), "jax": jax.__version__,
       "jax_backend": jax.default_backend(), "torch": torch.__version__ if torch else None,
@@ -758,8 +777,26 @@ def main(argv=None) -> int:
       "torch_allow_tf32": (torch_tf32(torch)
                            if torch is not None and torch_device.startswith("cuda") else None)}
   results["epoch_throughput"] = epochs
+  return write_results(results, Path(args.out), log)
+
+
+def apply_peaks(results: dict, peaks: dict) -> None:
+  """Each benchmark's floor (its FLOPs at the best matmul peak measured) and each side's share
+  of its own library's peak, from the run's final peaks."""
+  for name in BENCHMARKS:
+    r = results.get(name)
+    if r is None:
+      continue
+    r["floor_ms"] = r["flops"] / (max(p for p in peaks.values() if p) * 1e9) * 1e3
+    for side in ("jaxml", "torch"):
+      if r[side]:
+        r[side]["fraction_of_peak"] = r[side]["gflops_per_s"] / peaks[side]
+        r[side]["over_floor"] = r[side]["ms"] / r["floor_ms"]
+
+
+def write_results(results: dict, out: Path, log) -> int:
+  """Checks the bar, writes the JSON and the markdown table beside it, prints the table."""
   results["bar"] = check_bar(results)
-  out = Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps(results, indent=1) + "\n")
   table = markdown(results)
@@ -767,6 +804,57 @@ def main(argv=None) -> int:
   print(table)
   log(f"wrote {out} and {out.with_suffix('.md')} in {results['machine']['seconds']:.0f}s")
   return 0
+
+
+def pool_sizes(names: list, setting: str) -> dict:
+  """{benchmark: XLA:CPU pool size (None: one thread per CPU)} for --cpu_threads."""
+  if setting == "auto":
+    return {name: EXPERIMENTS[name].cpu_threads for name in names}
+  return {name: None if setting == "all" else int(setting) for name in names}
+
+
+def run_groups(args, names: list, epoch_names: list, pools: dict, log) -> int:
+  """One child process per pool size (XLA's CPU client, and so its pool, is process-wide),
+  each running its benchmarks with both sides interleaved as usual; their results merged into
+  one file, the floors recomputed from the best peaks any child measured."""
+  import subprocess
+  import tempfile
+  t_start = time.perf_counter()
+  groups = {}
+  for name in names:
+    groups.setdefault(pools[name], []).append(name)
+  parts = []
+  with tempfile.TemporaryDirectory() as tmp:
+    for i, (pool, group) in enumerate(groups.items()):
+      child = Path(tmp) / f"speed_{i}.json"
+      cmd = [sys.executable, "-m", "benchmarks.speed", f"--only={','.join(group)}",
+             f"--epochs={','.join(n for n in epoch_names if n in group)}",
+             f"--cpu_threads={pool or 'all'}", f"--out={child}", f"--torch={args.torch}",
+             f"--batch_scale={args.batch_scale}", f"--torch_device={args.torch_device}",
+             f"--malloc={args.malloc}", *(["--quick"] if args.quick else []),
+             *([f"--torch_threads={args.torch_threads}"] if args.torch_threads else [])]
+      log(f"{','.join(group)}: XLA:CPU pool of {pool or 'one thread per CPU'} (own process)")
+      code = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1],
+                            stdout=subprocess.DEVNULL).returncode
+      if code != 0:
+        return code
+      parts.append(json.loads(child.read_text()))
+  results = {name: part[name] for part in parts for name in BENCHMARKS if name in part}
+  machine = dict(parts[0]["machine"])
+  peaks = {"jaxml": max(p["machine"]["jax_matmul_gflops"] for p in parts),
+           "torch": max((p["machine"]["torch_matmul_gflops"] or 0 for p in parts),
+                        default=0) or None}
+  machine.update(jax_matmul_gflops=peaks["jaxml"], torch_matmul_gflops=peaks["torch"],
+                 load_average=[parts[0]["machine"]["load_average"][0],
+                               parts[-1]["machine"]["load_average"][1]],
+                 seconds=time.perf_counter() - t_start,
+                 cpu_threads="per benchmark: " + ", ".join(
+                     f"{n} {pools[n] or 'all'}" for n in names),
+                 processes=len(parts))
+  results["machine"] = machine
+  results["epoch_throughput"] = {k: v for p in parts for k, v in p["epoch_throughput"].items()}
+  apply_peaks(results, peaks)
+  return write_results(results, Path(args.out), log)
 
 
 if __name__ == "__main__":

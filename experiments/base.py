@@ -95,3 +95,6 @@ class Experiment:
   report: ReportInfo = ReportInfo()       # how experiments/report.py shows it
   seeds: bool = False                     # takes --seeds=N > 1 (gradient-trained through
                                           # jaxml.train.fit: N replicas in one program)
+  cpu_threads: int | None = None          # XLA:CPU worker threads for --cpu_threads=auto
+                                          # (jaxml.runtime.cpu_client_threads); None: one per
+                                          # CPU. 1 where a step is a loop of small kernels.

@@ -2,7 +2,8 @@
 
     python -m experiments.run --exp=gru_activity [--workdir=DIR] [--data_path=PATH] [--seed=N]
         [--seeds=N] [--preset=default|seed] [--tiny] [--restart]
-        [--compile_cache=workdir|DIR|none] [--imports=MODULE,...] [--config.KEY=VALUE ...]
+        [--compile_cache=workdir|DIR|none] [--cpu_threads=auto|all|N] [--imports=MODULE,...]
+        [--config.KEY=VALUE ...]
 
 Writes WORKDIR/results.json = {"exp", "metrics", "config", "timing", ...} and the experiment's
 PNGs and checkpoints/. With --seeds=N > 1 (the gradient-trained experiments) seeds --seed ..
@@ -42,6 +43,9 @@ flags.DEFINE_bool("tiny", False, "shrink the config for a seconds-long smoke run
 flags.DEFINE_bool("restart", False, "ignore an existing checkpoint in the workdir")
 flags.DEFINE_string("imports", "", "comma-separated Python modules to import first, e.g. one "
                     "that registers a cell in jaxml.recurrent.CELLS (README 'Modifying a model')")
+flags.DEFINE_string("cpu_threads", "auto", "XLA:CPU worker threads: 'auto' (the experiment's "
+                    "choice: 1 for the recurrent ones, whose steps are loops of small kernels; "
+                    "one per CPU otherwise), 'all' (one per CPU), or a positive count")
 flags.DEFINE_string("compile_cache", "workdir", "persistent XLA compilation cache: 'workdir' "
                     "(WORKDIR/cache/xla), a directory to share between runs, or 'none'")
 
@@ -84,12 +88,14 @@ def execute(argv_flags, overrides: dict[str, str]) -> int:
   config_lib.import_modules(argv_flags.imports)
   exp, cfg = build(argv_flags.exp, argv_flags.preset, argv_flags.tiny, overrides)
   check_seeds(exp, argv_flags.seeds)
+  pool = parse_cpu_threads(argv_flags.cpu_threads, exp)
   if argv_flags.data_path is not None and not argv_flags.data_path.strip():
     raise UserError("--data_path is empty; pass a path or omit the flag for the embedded data")
   workdir = Path(argv_flags.workdir or Path("runs") / exp.name)
   if workdir.exists() and not workdir.is_dir():
     raise UserError(f"--workdir {workdir} is a file; pass a directory")
   _use_compile_cache(argv_flags.compile_cache, workdir)
+  cpu_threads = runtime.cpu_client_threads(pool)
   log = lambda msg: print(msg, flush=True)
   log(f"{exp.name} ({argv_flags.preset}{', tiny' if argv_flags.tiny else ''}) -> {workdir}")
   ctx = RunContext(workdir=workdir, data_path=argv_flags.data_path, seed=argv_flags.seed,
@@ -107,6 +113,7 @@ def execute(argv_flags, overrides: dict[str, str]) -> int:
               **({"seeds": list(range(argv_flags.seed, argv_flags.seed + argv_flags.seeds))}
                  if argv_flags.seeds > 1 else {}),
               "data_path": argv_flags.data_path, "command": " ".join(sys.argv),
+              "cpu_threads": cpu_threads,  # XLA:CPU's pool size if set here, None: jax's default
               "jax": jax.__version__, "backend": jax.default_backend(),
               "devices": [str(d) for d in jax.devices()], "python": platform.python_version()},
       **out,
@@ -118,6 +125,17 @@ def execute(argv_flags, overrides: dict[str, str]) -> int:
       f"{argv_flags.seeds} seeds)" if "test_accuracy" in summary else
       f": test accuracy {m['test_accuracy']:.4f}" if "test_accuracy" in m else ""))
   return 0
+
+
+def parse_cpu_threads(value: str, exp) -> int | None:
+  """--cpu_threads as a pool size for jaxml.runtime.cpu_client_threads (None: one per CPU)."""
+  if value == "auto":
+    return exp.cpu_threads
+  if value == "all":
+    return None
+  if value.isdigit() and int(value) > 0:
+    return int(value)
+  raise UserError(f"--cpu_threads={value}; valid: auto, all or a positive thread count")
 
 
 def check_seeds(exp, seeds: int) -> None:

@@ -17,6 +17,8 @@ the trim threshold, so their blocks were faulted in again every step too; one ar
 
 import ctypes
 import ctypes.util
+import dataclasses
+import os
 import sys
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8  # glibc's mallopt numbers (malloc.h)
@@ -40,3 +42,57 @@ def keep_freed_memory() -> bool:
       ok = False
   _done["value"] = ok
   return ok
+
+
+def cpu_client_threads(n: int | None) -> int | None:
+  """Sizes XLA:CPU's worker-thread pool at `n` threads (None: jax's default, one per CPU).
+
+  XLA:CPU sizes the pool that runs a program's kernels from the process' CPU affinity when
+  jax creates its CPU client, and no XLA flag changes it. A recurrent train step is a loop
+  of small kernels (a [32, 128] x [128, 512] matmul and its elementwise gates), which two
+  threads pass back and forth at every step; one thread runs them faster (BUILD_NOTES "One
+  XLA thread for the recurrent steps" has the measurements), while a CNN step needs every
+  core. So only the CPU client is created under an `n`-CPU mask, then the process gets its
+  full mask back: every later thread (data loading, checkpointing, PyTorch, a GPU client)
+  may use every core, while the threads XLA started stay on the `n` CPUs, counted from the
+  one this process was running on (the scheduler's pick, so two runs started side by side
+  usually land on different cores); left free to move they were slower (BUILD_NOTES).
+
+  Must run before jax starts its backends (any `jax.devices()` or array); returns the pool
+  size set (None: left as it was, also where it cannot apply: no sched_setaffinity, as on
+  macOS, `n` >= the CPUs this process may use, or the backends already started). Once set
+  it holds for the process (the client is process-wide) and later calls return it."""
+  if n is None or not hasattr(os, "sched_setaffinity"):
+    return None
+  if n < 1:
+    raise ValueError(f"cpu_client_threads({n}): pass a positive thread count or None")
+  from jax._src import xla_bridge  # no public hook sizes the pool; this is jax's own factory
+  cpu = xla_bridge._backend_factories.get("cpu")
+  if cpu is not None and getattr(cpu.factory, "jaxml_threads", None) is not None:
+    return cpu.factory.jaxml_threads
+  cpus = sorted(os.sched_getaffinity(0))
+  if n >= len(cpus) or cpu is None or xla_bridge.backends_are_initialized():
+    return None
+  make = cpu.factory
+
+  def make_narrow():
+    here = _current_cpu()
+    first = cpus.index(here) if here in cpus else len(cpus) - n
+    os.sched_setaffinity(0, [cpus[(first + i) % len(cpus)] for i in range(n)])
+    try:
+      return make()
+    finally:
+      os.sched_setaffinity(0, cpus)
+
+  make_narrow.jaxml_threads = n
+  xla_bridge._backend_factories["cpu"] = dataclasses.replace(cpu, factory=make_narrow)
+  return n
+
+
+def _current_cpu() -> int | None:
+  """The CPU the calling thread runs on now (Linux /proc; None elsewhere)."""
+  try:
+    stat = open("/proc/thread-self/stat").read()
+    return int(stat.rsplit(")", 1)[1].split()[36])  # field 39, "processor"
+  except (OSError, ValueError, IndexError):
+    return None

@@ -74,6 +74,9 @@ def test_tiny_end_to_end(exp, tmp_path):
   assert res["exp"] == exp and res["config"]["cell"] == exp.split("_")[0]
   assert 0.0 <= res["metrics"]["test_accuracy"] <= 1.0
   assert res["data"]["channels"] and res["run"]["seed"] == 3
+  # the recurrent experiments' one-thread XLA:CPU pool (none to set on a one-CPU machine)
+  narrow = hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) > 1
+  assert res["run"]["cpu_threads"] == (1 if narrow else None)
   for png in ("curves.png", "confusion_train.png", "confusion_test.png"):
     assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   assert any((tmp_path / "checkpoints").iterdir())
@@ -155,6 +158,7 @@ BAD_INPUTS = {
     "positional": (lambda p: ["lr=0.1"], r"--config.KEY=VALUE"),
     "bad_preset": (lambda p: ["--preset=best"], r"valid: default, seed"),
     "zero_seeds": (lambda p: ["--seeds=0"], r"--seeds=0; pass a positive number of seeds"),
+    "bad_cpu_threads": (lambda p: ["--cpu_threads=two"], r"--cpu_threads=two; valid: auto, all"),
 }
 
 

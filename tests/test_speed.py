@@ -91,6 +91,11 @@ def test_quick_run_writes_every_column(tmp_path):
   assert (m["torch_matmul_gflops"] is not None) == HAVE_TORCH
   assert m["threads"] == 0 and m["timing"].startswith("wall clock")
   assert m["cpu_model"] and isinstance(m["cpu_vector_extensions"], list)
+  # Each side runs with its experiment's XLA:CPU pool: the GRU's one thread, the CNN's one per
+  # CPU, so the two ran in separate processes (the client is process-wide), merged here.
+  narrow = hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) > 1
+  assert r["gru_activity"]["jaxml"]["cpu_threads"] == (1 if narrow else None)
+  assert r["cnn_mnist"]["jaxml"]["cpu_threads"] is None and m["processes"] == 2
   for name in names:
     b = r[name]
     assert b["flops"] > 0 and b["xla_flops"] > 0 and b["batch"] >= 1

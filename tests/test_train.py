@@ -1,6 +1,7 @@
 """The train loop: scan and loop epochs agree, early stopping, divergence, checkpoint resume."""
 
 import dataclasses
+import os
 import re
 
 import jax
@@ -227,6 +228,48 @@ def test_keep_freed_memory_applies_on_glibc():
   expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
   assert runtime.keep_freed_memory() is expected
   assert runtime.keep_freed_memory() is expected  # idempotent
+
+
+CPU_POOL_PROBE = """
+import os, sys, jax, jax.numpy as jnp
+from jaxml import runtime
+def tids():
+  return set(os.listdir("/proc/self/task"))
+before, cpus = tids(), os.sched_getaffinity(0)
+n = None if sys.argv[1] == "default" else int(sys.argv[1])
+print(runtime.cpu_client_threads(n))
+jax.devices()
+started = len(tids() - before)
+x = jnp.arange(256.0).reshape(16, 16)
+assert float(jax.jit(lambda a: (a @ a).sum())(x)) == float((x @ x).sum())
+assert os.sched_getaffinity(0) == cpus  # the process' own mask is back
+xla = {frozenset(os.sched_getaffinity(int(t))) for t in tids() - before}
+print(runtime.cpu_client_threads(n), started, max(len(m) for m in xla))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs sched_setaffinity and two CPUs")
+def test_cpu_client_threads_sizes_xla_pool_and_gives_the_process_its_mask_back():
+  """runtime.cpu_client_threads(1) creates XLA's CPU client under a one-CPU mask (its pool is
+  sized from it, and its threads stay on that CPU) and then hands the process its full mask
+  back; asked again it reports the size set. Without it XLA's threads may use every CPU."""
+  import subprocess
+  import sys
+  runs = {}
+  for n in ("1", "default"):
+    out = subprocess.run([sys.executable, "-c", CPU_POOL_PROBE, n], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    runs[n] = out.stdout.split()
+  assert runs["1"][:2] == ["1", "1"] and runs["default"][:2] == ["None", "None"]
+  assert int(runs["1"][2]) < int(runs["default"][2])  # fewer threads: the smaller pool
+  assert runs["1"][3] == "1" and int(runs["default"][3]) == len(os.sched_getaffinity(0))
+  from jaxml import runtime
+  jax.devices()
+  assert runtime.cpu_client_threads(1) is None  # here the backends have started already
+  with pytest.raises(ValueError, match="positive"):
+    runtime.cpu_client_threads(0)
 
 
 def test_a_jitted_step_does_not_page_fault_its_scratch_again():
