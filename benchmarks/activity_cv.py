@@ -24,6 +24,7 @@ import numpy as np
 
 from experiments import activity
 from experiments.base import RunContext
+from experiments.registry import EXPERIMENTS
 from experiments.run import build
 from jaxml import runtime
 from jaxml.data import activity as activity_data
@@ -79,6 +80,7 @@ def main():
   p.add_argument("variants", nargs="*", default=[""])
   args = p.parse_args()
   runtime.keep_freed_memory()
+  runtime.cpu_client_threads(EXPERIMENTS[args.exp].cpu_threads)  # as experiments.run trains it
   data = activity_data.load_activity(args.data_path)
   folds = stratified_folds(data.y_train, args.folds, args.seed)
   results = []

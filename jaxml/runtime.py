@@ -13,6 +13,9 @@ Python starts; mallopt's own mmap threshold cannot go above 32 MB, hence M_MMAP_
 XLA's worker threads allocate from glibc's secondary arenas, which glibc trims regardless of
 the trim threshold, so their blocks were faulted in again every step too; one arena
 (M_ARENA_MAX = 1, set before those threads first allocate) keeps them (BUILD_NOTES "Speed").
+
+`cpu_client_threads(n)`: the size of XLA:CPU's worker pool, set when jax creates its CPU
+client; one thread runs a recurrent step's loop of small kernels faster (its docstring).
 """
 
 import ctypes
