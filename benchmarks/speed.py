@@ -155,6 +155,29 @@ def _init(init_fn, key) -> dict:
   return jax.jit(init_fn)(key)
 
 
+def case_config(name: str, sizes: Sizes, **overrides):
+  """The benchmark's config: its experiment's default (tiny with --quick, the batch times
+  --batch_scale) with `overrides`. Touches no jax (the XLA pool is sized from it first)."""
+  if name in ("cnn_mnist", "lenet5_mnist"):
+    module, cfg = mnist_cnn, mnist_cnn.default_preset(
+        "seed_cnn" if name == "cnn_mnist" else "lenet5")
+  elif name in ("gru_activity", "lstm_activity"):
+    # batch 32 is the seed's; the default preset picks the batch by the data (8 on
+    # BasicMotions), so the benchmark sets the batch the issue measures and resolves the
+    # rest (epochs, patience) as for data3.h5's 2700 training windows.
+    module, (cfg, _) = activity, activity.scaled_by_data(
+        dataclasses.replace(activity.default_preset(name.split("_")[0]), batch_size=32),
+        n_train=2700, time_steps=150, n_val=300)
+  elif name == "lstm_imdb":
+    module, cfg = imdb, imdb.default_preset("lstm")
+  elif name == "ngram_lm":
+    module, cfg = ngram_exp, ngram_exp.default_preset()
+  else:
+    raise ValueError(name)
+  return dataclasses.replace(_scaled(module.tiny(cfg) if sizes.shrink else cfg, sizes),
+                             **overrides)
+
+
 def make_case(name: str, sizes: Sizes, **overrides) -> Case:
   """The experiment's default config and model with synthetic inputs of its shapes;
   `overrides` replace config fields (e.g. backward="autodiff" for benchmarks/recurrent_ab.py)."""
@@ -162,9 +185,7 @@ def make_case(name: str, sizes: Sizes, **overrides) -> Case:
   key = jax.random.key(0)
   if name in ("cnn_mnist", "lenet5_mnist"):
     arch = "seed_cnn" if name == "cnn_mnist" else "lenet5"
-    cfg = mnist_cnn.default_preset(arch)
-    cfg = dataclasses.replace(_scaled(mnist_cnn.tiny(cfg) if sizes.shrink else cfg, sizes),
-                              **overrides)
+    cfg = case_config(name, sizes, **overrides)
     shape = (sizes.image, sizes.image, 1)
     n = sizes.data_batches * cfg.batch_size
     data = _labelled(rng, rng.random((n, *shape), np.float32), 10)
@@ -181,14 +202,7 @@ def make_case(name: str, sizes: Sizes, **overrides) -> Case:
                 torch_model, lambda torch, x: torch.from_numpy(x).permute(0, 3, 1, 2).contiguous())
   if name in ("gru_activity", "lstm_activity"):
     cell = name.split("_")[0]
-    # batch 32 is the seed's; the default preset picks the batch by the data (8 on
-    # BasicMotions), so the benchmark sets the batch the issue measures and resolves the
-    # rest (epochs, patience) as for data3.h5's 2700 training windows.
-    cfg, _ = activity.scaled_by_data(
-        dataclasses.replace(activity.default_preset(cell), batch_size=32), n_train=2700, time_steps=150,
-        n_val=300)
-    cfg = dataclasses.replace(_scaled(activity.tiny(cfg) if sizes.shrink else cfg, sizes),
-                              **overrides)
+    cfg = case_config(name, sizes, **overrides)
     shape = (sizes.activity_time, ACTIVITY_SHAPE[1])
     n = sizes.data_batches * cfg.batch_size
     data = _labelled(rng, rng.standard_normal((n, *shape), np.float32), ACTIVITY_CLASSES)
@@ -204,9 +218,7 @@ def make_case(name: str, sizes: Sizes, **overrides) -> Case:
                                                  ACTIVITY_CLASSES),
                 lambda torch, x: torch.from_numpy(x))
   if name == "lstm_imdb":
-    cfg = imdb.default_preset("lstm")
-    cfg = dataclasses.replace(_scaled(imdb.tiny(cfg) if sizes.shrink else cfg, sizes),
-                              **overrides)
+    cfg = case_config(name, sizes, **overrides)
     maxlen = sizes.imdb_maxlen or cfg.maxlen
     n = sizes.data_batches * cfg.batch_size
     # Reviews of random length padded with 0 after their end, as jaxml.data.imdb.encode pads.
@@ -225,9 +237,7 @@ def make_case(name: str, sizes: Sizes, **overrides) -> Case:
                                              cfg.embed_dropout, cfg.dropout),
                 lambda torch, x: torch.from_numpy(x.astype(np.int64)))
   if name == "ngram_lm":
-    cfg = ngram_exp.default_preset()
-    cfg = dataclasses.replace(_scaled(ngram_exp.tiny(cfg) if sizes.shrink else cfg, sizes),
-                              **overrides)
+    cfg = case_config(name, sizes, **overrides)
     d, p = cfg.embed_dims[0], cfg.hidden_sizes[0]  # the largest of the three nets trained
     n = sizes.data_batches * cfg.batch_size
     data = _labelled(rng, rng.integers(0, NGRAM_VOCAB, (n, ngram_lm.CONTEXT)).astype(np.int32),
@@ -715,7 +725,8 @@ def main(argv=None) -> int:
   if args.batch_scale < 1:
     print(f"error: --batch_scale={args.batch_scale}; pass an integer >= 1", file=sys.stderr)
     return 2
-  pools = pool_sizes(names, args.cpu_threads)
+  pools = pool_sizes(names, args.cpu_threads,
+                     dataclasses.replace(sizes, batch_scale=args.batch_scale))
   if args.threads == 0 and len(set(pools.values())) > 1:
     return run_groups(args, names, epoch_names, pools, log)
   # Before anything starts jax's backends; None where it cannot apply (pinned, or in-process).
@@ -806,10 +817,13 @@ def write_results(results: dict, out: Path, log) -> int:
   return 0
 
 
-def pool_sizes(names: list, setting: str) -> dict:
-  """{benchmark: XLA:CPU pool size (None: one thread per CPU)} for --cpu_threads."""
+def pool_sizes(names: list, setting: str, sizes: Sizes) -> dict:
+  """{benchmark: XLA:CPU pool size (None: one thread per CPU)} for --cpu_threads; `auto` as
+  experiments.run sizes it for a step of the benchmark's batch."""
   if setting == "auto":
-    return {name: EXPERIMENTS[name].cpu_threads for name in names}
+    rule = {name: EXPERIMENTS[name].cpu_threads for name in names}
+    return {name: rule[name](case_config(name, sizes).batch_size) if rule[name] else None
+            for name in names}
   return {name: None if setting == "all" else int(setting) for name in names}
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from experiments.base import Experiment, ReportInfo, RunContext, first_existing
 from jaxml import config as config_lib
-from jaxml import recurrent
+from jaxml import recurrent, runtime
 from jaxml.config import require
 from jaxml.data import activity as activity_data
 from jaxml.data.splits import channel_stats, holdout_splits, standardize
@@ -258,6 +258,7 @@ def train_on(data, cfg: Config, ctx: RunContext) -> dict:
   cfg, why = scaled_by_data(cfg, notes["n_train"], data.x_train.shape[1], notes["n_val"])
   for name, text in why.items():
     ctx.log(f"{name} {text}")
+  ctx.cpu_pool(cfg.batch_size * cfg.ensemble * ctx.seeds)  # rows of a step, now it is known
   init_fn, apply_fn = model_fns(cfg, data.x_train.shape[-1], len(data.class_names))
   out, _ = train_classifier(
       cfg, splits=splits, class_names=data.class_names, init_fn=init_fn, apply_fn=apply_fn,
@@ -295,7 +296,7 @@ def _experiment(cell: str) -> Experiment:
       description=f"{cell.upper()} (128) -> MLP 70-30 activity classifier",
       presets={"default": default_preset(cell), "seed": seed_preset(cell)},
       tiny=tiny, validate=validate, run=run, report=REPORT[cell], seeds=True,
-      cpu_threads=1)  # a recurrent step is a loop of small kernels: one XLA thread is faster
+      cpu_threads=runtime.recurrent_pool)  # a loop of small kernels: one XLA thread is faster
 
 
 RNN, LSTM, GRU = (_experiment(c) for c in ("rnn", "lstm", "gru"))

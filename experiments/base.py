@@ -16,6 +16,10 @@ class RunContext:
   restart: bool = False   # --restart: ignore (and replace) an existing checkpoint
   log: Callable[[str], None] = print
   seeds: int = 1          # --seeds: train seeds seed, seed + 1, ..., seed + seeds - 1 together
+  # Sizes XLA:CPU's pool for steps of this many rows (--cpu_threads=auto and the experiment's
+  # Experiment.cpu_threads; else it does nothing). An experiment whose batch depends on the data
+  # calls it once the config is resolved, before its first jax computation.
+  cpu_pool: Callable[[int], Any] = lambda rows: None
 
   def per_seed(self, make: Callable[[int], Any]):
     """make(seed) for the run's seed; with --seeds=N > 1 the list [make(seed + r) for r < N]
@@ -95,6 +99,6 @@ class Experiment:
   report: ReportInfo = ReportInfo()       # how experiments/report.py shows it
   seeds: bool = False                     # takes --seeds=N > 1 (gradient-trained through
                                           # jaxml.train.fit: N replicas in one program)
-  cpu_threads: int | None = None          # XLA:CPU worker threads for --cpu_threads=auto
-                                          # (jaxml.runtime.cpu_client_threads); None: one per
-                                          # CPU. 1 where a step is a loop of small kernels.
+  # --cpu_threads=auto: rows of a step (batch x ensemble members x seeds) -> XLA:CPU pool size
+  # (jaxml.runtime.cpu_client_threads; None: one thread per CPU). None: always one per CPU.
+  cpu_threads: Callable[[int], int | None] | None = None

@@ -20,7 +20,7 @@ import numpy as np
 from experiments.base import (DataChoice, Experiment, ReportInfo, RunContext,
                               first_existing)
 from jaxml import config as config_lib
-from jaxml import recurrent
+from jaxml import recurrent, runtime
 from jaxml.config import require
 from jaxml.data import imdb as imdb_data
 from jaxml.data.splits import holdout_splits
@@ -115,6 +115,7 @@ def _write_examples(path, rows: list[dict]) -> None:
 
 
 def run(cfg: Config, ctx: RunContext) -> dict:
+  ctx.cpu_pool(cfg.batch_size * ctx.seeds)  # rows of a step
   reviews = imdb_data.load_reviews(ctx.data_path, cache_dir=ctx.workdir / "cache", log=ctx.log)
   data = imdb_data.encode(reviews, num_words=cfg.num_words, maxlen=cfg.maxlen,
                           truncating=cfg.truncating)
@@ -177,7 +178,7 @@ def _experiment(cell: str) -> Experiment:
       description=f"embedding -> {cell.upper()} -> sigmoid IMDB sentiment",
       presets={"default": default_preset(cell), "seed": seed_preset(cell)},
       tiny=tiny, validate=validate, run=run, report=REPORT[cell], seeds=True,
-      cpu_threads=1)  # a recurrent step is a loop of small kernels: one XLA thread is faster
+      cpu_threads=runtime.recurrent_pool)  # a loop of small kernels: one XLA thread is faster
 
 
 LSTM, GRU = (_experiment(c) for c in ("lstm", "gru"))

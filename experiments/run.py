@@ -88,18 +88,24 @@ def execute(argv_flags, overrides: dict[str, str]) -> int:
   config_lib.import_modules(argv_flags.imports)
   exp, cfg = build(argv_flags.exp, argv_flags.preset, argv_flags.tiny, overrides)
   check_seeds(exp, argv_flags.seeds)
-  pool = parse_cpu_threads(argv_flags.cpu_threads, exp)
+  pool = parse_cpu_threads(argv_flags.cpu_threads)
   if argv_flags.data_path is not None and not argv_flags.data_path.strip():
     raise UserError("--data_path is empty; pass a path or omit the flag for the embedded data")
   workdir = Path(argv_flags.workdir or Path("runs") / exp.name)
   if workdir.exists() and not workdir.is_dir():
     raise UserError(f"--workdir {workdir} is a file; pass a directory")
   _use_compile_cache(argv_flags.compile_cache, workdir)
-  cpu_threads = runtime.cpu_client_threads(pool)
+  if pool == "auto":  # sized by the experiment once it knows its batch
+    cpu_pool = lambda rows: runtime.cpu_client_threads(
+        exp.cpu_threads(rows) if exp.cpu_threads else None)
+  else:
+    runtime.cpu_client_threads(pool)
+    cpu_pool = lambda rows: None
   log = lambda msg: print(msg, flush=True)
   log(f"{exp.name} ({argv_flags.preset}{', tiny' if argv_flags.tiny else ''}) -> {workdir}")
   ctx = RunContext(workdir=workdir, data_path=argv_flags.data_path, seed=argv_flags.seed,
-                   restart=argv_flags.restart, log=log, seeds=argv_flags.seeds)
+                   restart=argv_flags.restart, log=log, seeds=argv_flags.seeds,
+                   cpu_pool=cpu_pool)
   out = exp.run(cfg, ctx)
   import jax  # after the run: the backend is initialised by then
   results = {
@@ -113,7 +119,7 @@ def execute(argv_flags, overrides: dict[str, str]) -> int:
               **({"seeds": list(range(argv_flags.seed, argv_flags.seed + argv_flags.seeds))}
                  if argv_flags.seeds > 1 else {}),
               "data_path": argv_flags.data_path, "command": " ".join(sys.argv),
-              "cpu_threads": cpu_threads,  # XLA:CPU's pool size if set here, None: jax's default
+              "cpu_threads": runtime.cpu_pool_size(),  # XLA:CPU pool size set; None: default
               "jax": jax.__version__, "backend": jax.default_backend(),
               "devices": [str(d) for d in jax.devices()], "python": platform.python_version()},
       **out,
@@ -127,10 +133,11 @@ def execute(argv_flags, overrides: dict[str, str]) -> int:
   return 0
 
 
-def parse_cpu_threads(value: str, exp) -> int | None:
-  """--cpu_threads as a pool size for jaxml.runtime.cpu_client_threads (None: one per CPU)."""
+def parse_cpu_threads(value: str) -> int | str | None:
+  """--cpu_threads as "auto" or a pool size for jaxml.runtime.cpu_client_threads (None: one
+  thread per CPU)."""
   if value == "auto":
-    return exp.cpu_threads
+    return value
   if value == "all":
     return None
   if value.isdigit() and int(value) > 0:

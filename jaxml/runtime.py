@@ -15,7 +15,8 @@ the trim threshold, so their blocks were faulted in again every step too; one ar
 (M_ARENA_MAX = 1, set before those threads first allocate) keeps them (BUILD_NOTES "Speed").
 
 `cpu_client_threads(n)`: the size of XLA:CPU's worker pool, set when jax creates its CPU
-client; one thread runs a recurrent step's loop of small kernels faster (its docstring).
+client; one thread runs a recurrent step's loop of small kernels faster (its docstring), up to
+`ONE_THREAD_ROWS` rows a step (`recurrent_pool`).
 """
 
 import ctypes
@@ -26,6 +27,10 @@ import sys
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8  # glibc's mallopt numbers (malloc.h)
 _done = {"value": None}
+# A recurrent step over at most this many rows (batch x ensemble members x seeds) runs faster on
+# one XLA thread than on two; above it the matmuls are wide enough to share (BUILD_NOTES "One
+# XLA thread for the recurrent steps": 32 and 128 rows faster on one, 160 even, 256 slower).
+ONE_THREAD_ROWS = 128
 
 
 def keep_freed_memory() -> bool:
@@ -99,3 +104,16 @@ def _current_cpu() -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[36])  # field 39, "processor"
   except (OSError, ValueError, IndexError):
     return None
+
+
+def cpu_pool_size() -> int | None:
+  """The pool size cpu_client_threads set in this process (None: jax's default)."""
+  from jax._src import xla_bridge
+  cpu = xla_bridge._backend_factories.get("cpu")
+  return getattr(getattr(cpu, "factory", None), "jaxml_threads", None)
+
+
+def recurrent_pool(rows: int) -> int | None:
+  """The pool size for a recurrent train step over `rows` rows: 1 up to ONE_THREAD_ROWS, else
+  None (one thread per CPU). What the activity and IMDB experiments' --cpu_threads=auto uses."""
+  return 1 if rows <= ONE_THREAD_ROWS else None

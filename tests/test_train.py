@@ -230,6 +230,14 @@ def test_keep_freed_memory_applies_on_glibc():
   assert runtime.keep_freed_memory() is expected  # idempotent
 
 
+def test_recurrent_pool_is_one_thread_up_to_its_row_limit():
+  """--cpu_threads=auto for a recurrent step: one XLA thread for narrow steps, every CPU for
+  wide ones (where the matmuls are worth sharing; BUILD_NOTES has the crossover)."""
+  from jaxml import runtime
+  assert runtime.recurrent_pool(8) == runtime.recurrent_pool(runtime.ONE_THREAD_ROWS) == 1
+  assert runtime.recurrent_pool(runtime.ONE_THREAD_ROWS + 1) is None
+
+
 CPU_POOL_PROBE = """
 import os, sys, jax, jax.numpy as jnp
 from jaxml import runtime
@@ -268,6 +276,7 @@ def test_cpu_client_threads_sizes_xla_pool_and_gives_the_process_its_mask_back()
   from jaxml import runtime
   jax.devices()
   assert runtime.cpu_client_threads(1) is None  # here the backends have started already
+  assert runtime.cpu_pool_size() is None
   with pytest.raises(ValueError, match="positive"):
     runtime.cpu_client_threads(0)
 
