@@ -126,7 +126,7 @@ def test_gru_activity_seeds_match_single_runs_and_results_summarise_them(tmp_pat
   cfg = activity.tiny(activity.default_preset("gru"))
   flags = types.SimpleNamespace(exp="gru_activity", preset="default", tiny=True, imports="",
                                 data_path=None, workdir=str(tmp_path / "multi"), seed=1, seeds=2,
-                                restart=False, compile_cache="none")
+                                restart=False, compile_cache="none", cpu_threads="auto")
   assert execute(flags, {}) == 0  # the runner, as `--tiny --seed=1 --seeds=2`, in process
   out = json.loads((tmp_path / "multi" / "results.json").read_text())
   single = activity.run(cfg, RunContext(workdir=tmp_path / "single", data_path=None, seed=2,
