@@ -24,6 +24,7 @@ import numpy as np
 
 from experiments import activity
 from experiments.base import RunContext
+from experiments.registry import EXPERIMENTS
 from experiments.run import build
 from jaxml import runtime
 from jaxml.data import activity as activity_data
@@ -48,12 +49,11 @@ def cross_validate(exp_name: str, overrides: str, data, folds, seed: int, log=pr
   for i, held in enumerate(folds):
     with tempfile.TemporaryDirectory() as tmp:
       t = time.perf_counter()
-      # XLA's pool as experiments.run's --cpu_threads=auto sizes it (the first fold's sets it)
-      cpu_pool = lambda rows: runtime.cpu_client_threads(runtime.recurrent_pool(rows))
       out = activity.train_on(fold_data(data, held), cfg,
                               RunContext(workdir=Path(tmp), data_path=None, seed=seed,
                                          log=lambda _: None, seeds=seeds,
-                                         cpu_pool=cpu_pool))
+                                         # as --cpu_threads=auto (the first fold sets it)
+                                         cpu_pool=EXPERIMENTS[exp_name].size_pool))
       m = out["metrics"]
       rows.append({"fold": i, "loss": m["test_loss"], "accuracy": m["test_accuracy"],
                    "best_epoch": m["best_epoch"], "epochs_run": m["epochs_run"],

@@ -80,7 +80,7 @@ import numpy as np  # noqa: E402
 from experiments import activity, imdb, mnist_cnn  # noqa: E402
 from experiments import ngram_lm as ngram_exp  # noqa: E402
 from jaxml.pipeline import classifier_loss_fn  # noqa: E402
-from jaxml.runtime import cpu_client_threads, keep_freed_memory  # noqa: E402
+from jaxml.runtime import cpu_client_threads, keep_freed_memory, parse_pool  # noqa: E402
 from jaxml.models import cnn, ngram_lm, sequence_classifier, text_classifier  # noqa: E402
 from jaxml.train import make_loop_epoch, make_optimizer, make_scan_epoch, make_step  # noqa: E402
 
@@ -714,10 +714,10 @@ def main(argv=None) -> int:
     print("error: --threads=1 must pin the process before jax starts; run it as "
           "`python -m benchmarks.speed --threads=1 ...`", file=sys.stderr)
     return 2
-  if not (args.cpu_threads in ("auto", "all") or args.cpu_threads.isdigit()
-          and int(args.cpu_threads) > 0):
-    print(f"error: --cpu_threads={args.cpu_threads}; valid: auto, all or a positive count",
-          file=sys.stderr)
+  try:
+    setting = parse_pool(args.cpu_threads)
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
     return 2
   torch_threads = args.torch_threads or (1 if args.threads == 1 else os.cpu_count() or 1)
   clock = time.process_time if args.threads == 1 else time.perf_counter
@@ -725,7 +725,7 @@ def main(argv=None) -> int:
   if args.batch_scale < 1:
     print(f"error: --batch_scale={args.batch_scale}; pass an integer >= 1", file=sys.stderr)
     return 2
-  pools = pool_sizes(names, args.cpu_threads,
+  pools = pool_sizes(names, setting,
                      dataclasses.replace(sizes, batch_scale=args.batch_scale))
   if args.threads == 0 and len(set(pools.values())) > 1:
     return run_groups(args, names, epoch_names, pools, log)
@@ -817,14 +817,14 @@ def write_results(results: dict, out: Path, log) -> int:
   return 0
 
 
-def pool_sizes(names: list, setting: str, sizes: Sizes) -> dict:
-  """{benchmark: XLA:CPU pool size (None: one thread per CPU)} for --cpu_threads; `auto` as
-  experiments.run sizes it for a step of the benchmark's batch."""
+def pool_sizes(names: list, setting, sizes: Sizes) -> dict:
+  """{benchmark: XLA:CPU pool size (None: one thread per CPU)} for a parsed --cpu_threads
+  (jaxml.runtime.parse_pool); `auto` as experiments.run sizes it for the benchmark's batch."""
   if setting == "auto":
     rule = {name: EXPERIMENTS[name].cpu_threads for name in names}
     return {name: rule[name](case_config(name, sizes).batch_size) if rule[name] else None
             for name in names}
-  return {name: None if setting == "all" else int(setting) for name in names}
+  return {name: setting for name in names}
 
 
 def run_groups(args, names: list, epoch_names: list, pools: dict, log) -> int:

@@ -102,3 +102,8 @@ class Experiment:
   # --cpu_threads=auto: rows of a step (batch x ensemble members x seeds) -> XLA:CPU pool size
   # (jaxml.runtime.cpu_client_threads; None: one thread per CPU). None: always one per CPU.
   cpu_threads: Callable[[int], int | None] | None = None
+
+  def size_pool(self, rows: int):
+    """Sizes XLA:CPU's pool by `cpu_threads` for steps of `rows` rows (--cpu_threads=auto)."""
+    from jaxml import runtime
+    return runtime.cpu_client_threads(self.cpu_threads(rows) if self.cpu_threads else None)

@@ -44,8 +44,8 @@ flags.DEFINE_bool("restart", False, "ignore an existing checkpoint in the workdi
 flags.DEFINE_string("imports", "", "comma-separated Python modules to import first, e.g. one "
                     "that registers a cell in jaxml.recurrent.CELLS (README 'Modifying a model')")
 flags.DEFINE_string("cpu_threads", "auto", "XLA:CPU worker threads: 'auto' (the experiment's "
-                    "choice: 1 for the recurrent ones, whose steps are loops of small kernels; "
-                    "one per CPU otherwise), 'all' (one per CPU), or a positive count")
+                    "choice: 1 for the recurrent ones while a step is at most 128 rows, since "
+                    "their steps are loops of small kernels; one per CPU otherwise), 'all' (one per CPU), or a positive count")
 flags.DEFINE_string("compile_cache", "workdir", "persistent XLA compilation cache: 'workdir' "
                     "(WORKDIR/cache/xla), a directory to share between runs, or 'none'")
 
@@ -96,8 +96,7 @@ def execute(argv_flags, overrides: dict[str, str]) -> int:
     raise UserError(f"--workdir {workdir} is a file; pass a directory")
   _use_compile_cache(argv_flags.compile_cache, workdir)
   if pool == "auto":  # sized by the experiment once it knows its batch
-    cpu_pool = lambda rows: runtime.cpu_client_threads(
-        exp.cpu_threads(rows) if exp.cpu_threads else None)
+    cpu_pool = exp.size_pool
   else:
     runtime.cpu_client_threads(pool)
     cpu_pool = lambda rows: None
@@ -134,15 +133,11 @@ def execute(argv_flags, overrides: dict[str, str]) -> int:
 
 
 def parse_cpu_threads(value: str) -> int | str | None:
-  """--cpu_threads as "auto" or a pool size for jaxml.runtime.cpu_client_threads (None: one
-  thread per CPU)."""
-  if value == "auto":
-    return value
-  if value == "all":
-    return None
-  if value.isdigit() and int(value) > 0:
-    return int(value)
-  raise UserError(f"--cpu_threads={value}; valid: auto, all or a positive thread count")
+  """--cpu_threads (jaxml.runtime.parse_pool), a bad value as a UserError."""
+  try:
+    return runtime.parse_pool(value)
+  except ValueError as e:
+    raise UserError(str(e)) from None
 
 
 def check_seeds(exp, seeds: int) -> None:

@@ -60,8 +60,8 @@ def cpu_client_threads(n: int | None) -> int | None:
   of small kernels (a [32, 128] x [128, 512] matmul and its elementwise gates), which two
   threads pass back and forth at every step; one thread runs them faster (BUILD_NOTES "One
   XLA thread for the recurrent steps" has the measurements), while a CNN step needs every
-  core. So only the CPU client is created under an `n`-CPU mask, then the process gets its
-  full mask back: every later thread (data loading, checkpointing, PyTorch, a GPU client)
+  core. So only the CPU client is created under an `n`-CPU mask, then the calling thread gets
+  its full mask back: every later thread (data loading, checkpointing, PyTorch, a GPU client)
   may use every core, while the threads XLA started stay on the `n` CPUs, counted from the
   one this process was running on (the scheduler's pick, so two runs started side by side
   usually land on different cores); left free to move they were slower (BUILD_NOTES).
@@ -117,3 +117,15 @@ def recurrent_pool(rows: int) -> int | None:
   """The pool size for a recurrent train step over `rows` rows: 1 up to ONE_THREAD_ROWS, else
   None (one thread per CPU). What the activity and IMDB experiments' --cpu_threads=auto uses."""
   return 1 if rows <= ONE_THREAD_ROWS else None
+
+
+def parse_pool(value: str) -> int | str | None:
+  """A --cpu_threads value: "auto" (the experiment's rule), None for "all" (one thread per
+  CPU) or a positive pool size; ValueError naming the valid values otherwise."""
+  if value == "auto":
+    return value
+  if value == "all":
+    return None
+  if value.isdigit() and int(value) > 0:
+    return int(value)
+  raise ValueError(f"--cpu_threads={value}; valid: auto, all or a positive thread count")
