@@ -79,6 +79,7 @@ import numpy as np  # noqa: E402
 
 from experiments import activity, imdb, mnist_cnn  # noqa: E402
 from experiments import ngram_lm as ngram_exp  # noqa: E402
+from jaxml import runtime  # noqa: E402
 from jaxml.pipeline import classifier_loss_fn  # noqa: E402
 from jaxml.runtime import cpu_client_threads, keep_freed_memory, parse_pool  # noqa: E402
 from jaxml.models import cnn, ngram_lm, sequence_classifier, text_classifier  # noqa: E402
@@ -378,7 +379,9 @@ def jax_side(case: Case, sizes: Sizes) -> tuple[Callable, dict]:
   """Compiles the real train step; returns (run one step and wait, facts about it)."""
   step, state, data, idx, keys = step_inputs(case, sizes)
   t0 = time.perf_counter()
-  compiled = jax.jit(step, donate_argnums=0).lower(state, data, idx[0], keys[0]).compile()
+  options = runtime.compiler_options(case.cfg.cpu_conv)  # as train.fit compiles it
+  compiled = jax.jit(step, donate_argnums=0, compiler_options=options).lower(
+      state, data, idx[0], keys[0]).compile()
   compile_s = time.perf_counter() - t0
   flops = matmul_flops(jax.make_jaxpr(step)(state, data, idx[0], keys[0]))
   cost = compiled.cost_analysis()
@@ -520,7 +523,8 @@ def epoch_throughput(name: str, sizes: Sizes, log, clock: Callable = time.perf_c
   out = {"steps": steps, "batch": batch}
   modes = {"scan": make_scan_epoch, "loop": make_loop_epoch}
   for mode, make in modes.items():
-    epoch = make(case.loss_fn, optimizer, n, batch)
+    epoch = make(case.loss_fn, optimizer, n, batch,
+                 compiler_options=runtime.compiler_options(case.cfg.cpu_conv))
     params = jax.tree.map(jnp.array, case.params)  # a copy: each mode donates its state
     state = {"step": jnp.zeros((), jnp.int32), "params": params,
              "opt_state": optimizer.init(params)}

@@ -50,6 +50,8 @@ class Config(TrainConfig):
   epochs: int = 40                  # the cosine schedule's length
   patience: int = 0                 # no early stop: the full schedule, then the best-val epoch
   epoch_mode: Literal["scan", "loop"] = "loop"  # XLA:CPU runs convs in a scan ~15x slower
+  cpu_conv: Literal["xla", "eigen"] = "eigen"  # Eigen's convolutions: the seed CNN's CPU step
+                                    # ~1.3x faster than on YNNPACK's (BUILD_NOTES), LeNet-5's even
 
 
 def seed_preset(arch: str) -> Config:

@@ -17,6 +17,10 @@ the trim threshold, so their blocks were faulted in again every step too; one ar
 `cpu_client_threads(n)`: the size of XLA:CPU's worker pool, set when jax creates its CPU
 client; one thread runs a recurrent step's loop of small kernels faster (its docstring), up to
 `ONE_THREAD_ROWS` rows a step (`recurrent_pool`).
+
+`compiler_options(cpu_conv)`: per-program XLA options for TrainConfig.cpu_conv. "eigen" gives
+every convolution to XLA's own Eigen kernels instead of YNNPACK, which XLA:CPU picks where it
+takes the shape and which runs the seed CNN's convolutions slower (its docstring).
 """
 
 import ctypes
@@ -117,6 +121,67 @@ def recurrent_pool(rows: int) -> int | None:
   """The pool size for a recurrent train step over `rows` rows: 1 up to ONE_THREAD_ROWS, else
   None (one thread per CPU). What the activity and IMDB experiments' --cpu_threads=auto uses."""
   return 1 if rows <= ONE_THREAD_ROWS else None
+
+
+# XLA:CPU (jaxlib 0.10) hands dots, reductions and convolutions ("individual_convolution") to
+# YNNPACK; the option lists the kinds it may take, so this list is that default without the
+# convolutions, which then run on XLA's Eigen kernels (tests/test_cnn.py checks that this is
+# all it changes). The option is per compilation, so one process can hold both.
+EIGEN_CONV_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type":
+                      "LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
+CPU_CONV = ("xla", "eigen")  # TrainConfig.cpu_conv's values
+_CONV_PROBE: dict = {}
+
+
+def compiler_options(cpu_conv: str) -> dict | None:
+  """jax.jit's `compiler_options` for TrainConfig.cpu_conv: None (XLA's defaults) for "xla",
+  off the CPU backend, or where this jaxlib refuses the option or computes other numbers with
+  it; EIGEN_CONV_OPTIONS for "eigen" otherwise.
+
+  Why: on the 2-core CPUs measured, the seed CNN's 32 -> 64-channel convolution and its two
+  gradients ran ~1.5x faster on Eigen's kernels than on YNNPACK's, and the whole train step
+  ~1.3x faster (BUILD_NOTES "Convolutions on Eigen"). The options change which library runs a
+  convolution, not what it computes: before first use the gradient of a small convolution is
+  compiled both ways and compared (float rounding only), once per process; a refusal or a
+  mismatch warns and keeps XLA's defaults."""
+  if cpu_conv not in CPU_CONV:
+    raise ValueError(f"cpu_conv={cpu_conv!r}; valid: {', '.join(CPU_CONV)}")
+  import jax
+  if cpu_conv == "xla" or jax.default_backend() != "cpu":
+    return None
+  if "eigen" not in _CONV_PROBE:
+    _CONV_PROBE["eigen"] = _eigen_conv_agrees()
+  return dict(EIGEN_CONV_OPTIONS) if _CONV_PROBE["eigen"] else None
+
+
+def _eigen_conv_agrees() -> bool:
+  """Whether a conv's value and gradients compiled with EIGEN_CONV_OPTIONS equal XLA's default
+  compilation's (float32 probe: 4 images of 10x10x3, 3x3x3x8 filters, SAME)."""
+  import warnings
+  import jax
+  import jax.numpy as jnp
+
+  def loss(w, x):
+    y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jnp.sum(jnp.tanh(y)), y
+
+  kw, kx = jax.random.split(jax.random.key(0))
+  args = (jax.random.normal(kw, (3, 3, 3, 8)) * 0.3, jax.random.normal(kx, (4, 10, 10, 3)))
+  grad = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)
+  try:
+    want = jax.jit(grad)(*args)
+    got = jax.jit(grad, compiler_options=EIGEN_CONV_OPTIONS)(*args)
+  except Exception as e:  # this jaxlib lacks the option or a kind it names
+    warnings.warn(f"jaxml: cpu_conv='eigen' is not available here ({str(e).splitlines()[0]}); "
+                  f"using XLA's default convolutions")
+    return False
+  ok = all(bool(jnp.allclose(a, b, rtol=1e-5, atol=1e-5))
+           for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)))
+  if not ok:
+    warnings.warn("jaxml: convolutions compiled for Eigen differ from XLA's default ones on a "
+                  "probe; using XLA's default convolutions")
+  return ok
 
 
 def parse_pool(value: str) -> int | str | None:

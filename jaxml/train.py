@@ -75,6 +75,9 @@ class TrainConfig:
   eval_batch_size: int = 512        # examples per evaluation batch (memory only, not results)
   epoch_mode: Literal["scan", "loop"] = "scan"  # epoch as one lax.scan, or a loop of jitted steps
   devices: int = 0                  # data-parallel devices (mesh axis "data"); 0 = all visible
+  cpu_conv: Literal["xla", "eigen"] = "xla"  # who runs convolutions on CPU: XLA's own pick
+                                    # (YNNPACK where it takes the shape) or Eigen's kernels for
+                                    # all (same values to float rounding; runtime.compiler_options)
   diverge_factor: float = 1e3       # a step loss above this x the untrained model's first step
                                     # loss is divergence (exit 3): Adam keeps an absurd learning
                                     # rate finite but useless; 0 = only non-finite values count
@@ -222,12 +225,13 @@ def _epoch_plan(n: int, batch_size: int, replicas: int):
 
 
 def make_scan_epoch(loss_fn, optimizer, n: int, batch_size: int, batch_sharding=None, *,
-                    replicas: int = 1, shared_data: bool = True):
+                    replicas: int = 1, shared_data: bool = True, compiler_options=None):
   """(state, data, epoch_key) -> (state, per-step metrics); the whole epoch is one XLA program.
 
   batch_sharding: optional NamedSharding splitting each batch over the "data" mesh axis.
   replicas > 1: state and epoch_key carry a leading replica axis, the epoch takes `active`
   bool[replicas] after epoch_key, and metrics are [steps, replicas] (see `make_step`).
+  compiler_options: jax.jit's, for every program made here (`runtime.compiler_options`).
   """
 
   step = make_step(loss_fn, optimizer, batch_sharding, replicas=replicas,
@@ -243,11 +247,11 @@ def make_scan_epoch(loss_fn, optimizer, n: int, batch_size: int, batch_sharding=
 
     return lax.scan(body, state, (jnp.arange(idx.shape[0]), idx))
 
-  return jax.jit(epoch, donate_argnums=0)
+  return jax.jit(epoch, donate_argnums=0, compiler_options=compiler_options)
 
 
 def make_loop_epoch(loss_fn, optimizer, n: int, batch_size: int, batch_sharding=None, *,
-                    replicas: int = 1, shared_data: bool = True):
+                    replicas: int = 1, shared_data: bool = True, compiler_options=None):
   """Same contract and numbers as `make_scan_epoch`, but a Python loop over one jitted step.
 
   The step gathers its batch from `data` inside jit, so device-resident data stays on the
@@ -257,7 +261,8 @@ def make_loop_epoch(loss_fn, optimizer, n: int, batch_size: int, batch_sharding=
   """
 
   jitted = {"step": jax.jit(make_step(loss_fn, optimizer, batch_sharding, replicas=replicas,
-                                      shared_data=shared_data), donate_argnums=0)}
+                                      shared_data=shared_data), donate_argnums=0,
+                           compiler_options=compiler_options)}
   plan, step_key = _epoch_plan(n, batch_size, replicas)
 
   def epoch(state, data, epoch_key, *active, start_step: int = 0, should_stop=None):
@@ -289,7 +294,7 @@ def make_loop_epoch(loss_fn, optimizer, n: int, batch_size: int, batch_sharding=
 
 
 def make_evaluate(loss_fn, batch_size: int, batch_sharding=None, *, replicas: int = 1,
-                  shared_data: bool = True):
+                  shared_data: bool = True, compiler_options=None):
   """(params, data) -> summed metrics over all examples (padding carries weight 0).
 
   replicas > 1: params (and data unless `shared_data`) carry a leading replica axis and so do
@@ -313,8 +318,9 @@ def make_evaluate(loss_fn, batch_size: int, batch_sharding=None, *, replicas: in
     return lax.scan(body, zero, padded)[0]
 
   if replicas == 1:
-    return jax.jit(evaluate)
-  return jax.jit(jax.vmap(evaluate, in_axes=(0, None if shared_data else 0)))
+    return jax.jit(evaluate, compiler_options=compiler_options)
+  return jax.jit(jax.vmap(evaluate, in_axes=(0, None if shared_data else 0)),
+                 compiler_options=compiler_options)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -457,7 +463,8 @@ def fit(cfg: TrainConfig, *, params, loss_fn: Callable, train_data: dict, val_da
   init_opt = optimizer.init if replicas == 1 else jax.vmap(optimizer.init)
   state = jax.device_put({"step": jnp.zeros(() if replicas == 1 else (replicas,), jnp.int32),
                           "params": params, "opt_state": init_opt(params)}, replicated)
-  per_replica = dict(replicas=replicas, shared_data=shared_data)
+  per_replica = dict(replicas=replicas, shared_data=shared_data,
+                     compiler_options=runtime.compiler_options(cfg.cpu_conv))
   all_active = () if replicas == 1 else (jax.device_put(np.ones(replicas, bool), replicated),)
 
   # The programs, lowered first: their fingerprint decides whether a checkpoint may resume.

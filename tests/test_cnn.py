@@ -209,3 +209,72 @@ def test_pooling_equals_reduce_window_including_odd_sizes(size):
     np.testing.assert_array_equal(y, y_ref)
     delta = _rand(1, y.shape)
     np.testing.assert_allclose(vjp(delta)[0], vjp_ref(delta)[0], rtol=1e-15, atol=0)
+
+
+# ----------------------------------------------------------------------------- cpu_conv="eigen"
+def _ynn_fusions(hlo: str) -> tuple[int, int]:
+  """(YNNPACK fusions, those of them holding a convolution) in an optimised HLO module's text."""
+  bodies, name = {}, None
+  for line in hlo.splitlines():
+    if line.startswith("%") and line.rstrip().endswith("{"):
+      name = line.split()[0][1:]
+      bodies[name] = ""
+    elif name is not None:
+      bodies[name] += line + "\n"
+  calls = [line.split("calls=%")[1].split(",")[0] for line in hlo.splitlines()
+           if '"__ynn_fusion"' in line and "calls=%" in line]
+  return len(calls), sum(" convolution(" in bodies.get(c, "") for c in calls)
+
+
+def test_eigen_conv_moves_only_the_convolutions_and_keeps_the_numbers():
+  """cpu_conv="eigen" (the MNIST CNNs' default) compiles the same program with every
+  convolution on XLA's Eigen kernels: the seed CNN's real-size float32 loss gradient is the
+  default compilation's to float rounding, and only the convolutions left YNNPACK."""
+  from jaxml import runtime
+  options = runtime.compiler_options("eigen")
+  assert options == runtime.EIGEN_CONV_OPTIONS  # this jaxlib takes it and the probe agreed
+  assert runtime.compiler_options("xla") is None
+  with pytest.raises(ValueError, match="valid: xla, eigen"):
+    runtime.compiler_options("mkl")
+  cfg = dataclasses.replace(Config(), dropout=0.0)
+  params = cnn.init(jax.random.key(0), cfg, input_shape=(28, 28, 1), n_classes=10)
+  x, y = jnp.abs(_rand(1, (8, 28, 28, 1))).astype(jnp.float32), jnp.arange(8) % 10
+  grad = jax.grad(lambda p: classification_loss(cnn.apply(p, x, cfg=cfg), y)[0])
+  default = jax.jit(grad).lower(params).compile()
+  eigen = jax.jit(grad, compiler_options=options).lower(params).compile()
+  (n_default, conv_default), (n_eigen, conv_eigen) = (_ynn_fusions(c.as_text())
+                                                      for c in (default, eigen))
+  if conv_default == 0:
+    pytest.skip("this jaxlib's XLA:CPU gives no convolution to YNNPACK: nothing to move")
+  assert conv_eigen == 0 and n_eigen == n_default - conv_default, (n_default, conv_default,
+                                                                   n_eigen, conv_eigen)
+  for a, b in zip(jax.tree.leaves(default(params)), jax.tree.leaves(eigen(params))):
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(a))))
+
+
+def test_eigen_conv_gradient_against_finite_differences():
+  """The seed net's loss gradient compiled with cpu_conv="eigen", along random directions."""
+  from jaxml import runtime
+  cfg, params, x, y = _tiny_seed_net("max")
+  loss = lambda p: classification_loss(cnn.apply(p, x, cfg=cfg), y)[0]
+  grad = jax.jit(jax.grad(loss), compiler_options=runtime.compiler_options("eigen"))
+  res = check_grad(loss, params, mode="directions", n_directions=4, grad_fn=grad)
+  assert res.max_rel_error < 1e-6, res.max_rel_error
+
+
+def test_fit_compiles_with_the_configs_cpu_conv(monkeypatch):
+  """train.fit passes cfg.cpu_conv to runtime.compiler_options for what it compiles."""
+  from jaxml import runtime, train
+  asked = []
+  real = runtime.compiler_options
+  monkeypatch.setattr(runtime, "compiler_options", lambda v: asked.append(v) or real(v))
+  cfg = dataclasses.replace(Config(), dropout=0.0, epochs=1, batch_size=4, patience=0)
+  cfg = dataclasses.replace(cfg, arch="lenet5")
+  params = cnn.init(jax.random.key(0), cfg, input_shape=(12, 12, 1), n_classes=3)
+  from jaxml.pipeline import classifier_loss_fn
+  loss_fn = classifier_loss_fn(lambda p, x, *, train, key: cnn.apply(p, x, cfg=cfg))
+  data = {"x": np.abs(np.random.default_rng(0).standard_normal((8, 12, 12, 1))).astype(
+      np.float32), "y": np.arange(8, dtype=np.int32) % 3}
+  train.fit(cfg, params=params, loss_fn=loss_fn, train_data=data, val_data=data,
+            key=jax.random.key(0), log=lambda m: None)
+  assert asked == ["eigen"]
