@@ -395,7 +395,8 @@ def jax_side(case: Case, sizes: Sizes) -> tuple[Callable, dict]:
     jax.block_until_ready((holder["state"], metrics))
     holder["i"] += 1
 
-  info = {"compile_s": compile_s, "flops": flops, "xla_flops": float(cost.get("flops", 0.0)),
+  info = {"compile_s": compile_s, "cpu_conv": case.cfg.cpu_conv if options else "xla",
+          "flops": flops, "xla_flops": float(cost.get("flops", 0.0)),
           "xla_temp_bytes": int(mem.temp_size_in_bytes),
           "xla_argument_bytes": int(mem.argument_size_in_bytes),
           "xla_output_bytes": int(mem.output_size_in_bytes)}
@@ -497,8 +498,8 @@ def bench(name: str, sizes: Sizes, torch, tm, peaks: dict, log,
     row["minor_faults_per_step"] = float(np.median(faults[side]))
     row["minor_faults_per_step_max"] = int(max(faults[side]))
     if side == "jaxml":
-      row.update({k: info[k] for k in ("compile_s", "xla_temp_bytes", "xla_argument_bytes",
-                                       "xla_output_bytes")})
+      row.update({k: info[k] for k in ("compile_s", "cpu_conv", "xla_temp_bytes",
+                                       "xla_argument_bytes", "xla_output_bytes")})
     out[side] = row
   out["torch_over_jaxml"] = (out["torch"]["ms"] / out["jaxml"]["ms"]) if out["torch"] else None
   # Fastest step over fastest step: less sensitive to other processes than the medians (a

@@ -50,8 +50,9 @@ class Config(TrainConfig):
   epochs: int = 40                  # the cosine schedule's length
   patience: int = 0                 # no early stop: the full schedule, then the best-val epoch
   epoch_mode: Literal["scan", "loop"] = "loop"  # XLA:CPU runs convs in a scan ~15x slower
-  cpu_conv: Literal["xla", "eigen"] = "eigen"  # Eigen's convolutions: the seed CNN's CPU step
-                                    # ~1.3x faster than on YNNPACK's (BUILD_NOTES), LeNet-5's even
+  cpu_conv: Literal["xla", "eigen"] = "eigen"  # Eigen's convolutions: the seed CNN's CPU
+                                    # step is faster than on YNNPACK's (BUILD_NOTES "Convolutions
+                                    # on Eigen"), LeNet-5's the same
 
 
 def seed_preset(arch: str) -> Config:

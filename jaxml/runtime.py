@@ -138,9 +138,9 @@ def compiler_options(cpu_conv: str) -> dict | None:
   off the CPU backend, or where this jaxlib refuses the option or computes other numbers with
   it; EIGEN_CONV_OPTIONS for "eigen" otherwise.
 
-  Why: on the 2-core CPUs measured, the seed CNN's 32 -> 64-channel convolution and its two
-  gradients ran ~1.5x faster on Eigen's kernels than on YNNPACK's, and the whole train step
-  ~1.3x faster (BUILD_NOTES "Convolutions on Eigen"). The options change which library runs a
+  Why: on the 2-core CPU measured, the seed CNN's 32 -> 64-channel convolution and its two
+  gradients ran faster on Eigen's kernels than on YNNPACK's, and so did the whole train step
+  (BUILD_NOTES "Convolutions on Eigen" has the numbers). The options change which library runs a
   convolution, not what it computes: before first use the gradient of a small convolution is
   compiled both ways and compared (float rounding only), once per process; a refusal or a
   mismatch warns and keeps XLA's defaults."""

@@ -96,6 +96,9 @@ def test_quick_run_writes_every_column(tmp_path):
   narrow = hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) > 1
   assert r["gru_activity"]["jaxml"]["cpu_threads"] == (1 if narrow else None)
   assert r["cnn_mnist"]["jaxml"]["cpu_threads"] is None and m["processes"] == 2
+  # ... and with its experiment's convolution library (the CNNs' Eigen, compiled per program).
+  assert r["cnn_mnist"]["jaxml"]["cpu_conv"] == "eigen"
+  assert r["gru_activity"]["jaxml"]["cpu_conv"] == "xla"
   for name in names:
     b = r[name]
     assert b["flops"] > 0 and b["xla_flops"] > 0 and b["batch"] >= 1
