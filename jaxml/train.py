@@ -34,6 +34,7 @@ owns everything else:
 import contextlib
 import dataclasses
 import hashlib
+import json
 import math
 import time
 from typing import Callable, Literal
@@ -358,14 +359,17 @@ def _epoch_key(key, epoch: int, replicas: int):
   return jax.vmap(jax.random.fold_in, in_axes=(0, None))(key, epoch)
 
 
-def computation_fingerprint(*lowered) -> str:
+def computation_fingerprint(*lowered, compiler_options: dict | None = None) -> str:
   """A hash of what the lowered programs compute: their StableHLO text, which holds every
   operation, shape and constant of the model, loss and optimizer but no source locations, so a
   comment or a renamed local variable leaves it unchanged while any edit that changes what runs
-  changes it."""
+  changes it; and the compiler options they are compiled with, when there are any (another
+  kernel library rounds differently)."""
   digest = hashlib.sha256()
   for program in lowered:
     digest.update(program.as_text().encode())
+  if compiler_options:
+    digest.update(json.dumps(compiler_options, sort_keys=True).encode())
   return digest.hexdigest()[:16]
 
 
@@ -463,8 +467,8 @@ def fit(cfg: TrainConfig, *, params, loss_fn: Callable, train_data: dict, val_da
   init_opt = optimizer.init if replicas == 1 else jax.vmap(optimizer.init)
   state = jax.device_put({"step": jnp.zeros(() if replicas == 1 else (replicas,), jnp.int32),
                           "params": params, "opt_state": init_opt(params)}, replicated)
-  per_replica = dict(replicas=replicas, shared_data=shared_data,
-                     compiler_options=runtime.compiler_options(cfg.cpu_conv))
+  options = runtime.compiler_options(cfg.cpu_conv)  # None: XLA's defaults
+  per_replica = dict(replicas=replicas, shared_data=shared_data, compiler_options=options)
   all_active = () if replicas == 1 else (jax.device_put(np.ones(replicas, bool), replicated),)
 
   # The programs, lowered first: their fingerprint decides whether a checkpoint may resume.
@@ -477,7 +481,7 @@ def fit(cfg: TrainConfig, *, params, loss_fn: Callable, train_data: dict, val_da
                            **per_replica)
   lowered_epoch = epoch_fn.lower(state, train_dev, _epoch_key(key, 1, replicas), *all_active)
   lowered_eval = evaluate.lower(state["params"], val_dev)
-  fingerprint = computation_fingerprint(lowered_epoch, lowered_eval)
+  fingerprint = computation_fingerprint(lowered_epoch, lowered_eval, compiler_options=options)
 
   ckpt = Checkpointer(checkpoint_dir) if checkpoint_dir is not None else None
   try:

@@ -278,3 +278,15 @@ def test_fit_compiles_with_the_configs_cpu_conv(monkeypatch):
   train.fit(cfg, params=params, loss_fn=loss_fn, train_data=data, val_data=data,
             key=jax.random.key(0), log=lambda m: None)
   assert asked == ["eigen"]
+
+
+def test_the_fingerprint_tells_the_compilations_apart():
+  """A checkpoint of an Eigen-compiled run does not resume under XLA's default compilation (or
+  after the probe fell back to it): the options are part of computation_fingerprint."""
+  from jaxml import runtime, train
+  lowered = jax.jit(lambda w, x: nn.conv2d_lax(w, x, "SAME")).lower(
+      jnp.ones((3, 3, 1, 2)), jnp.ones((1, 5, 5, 1)))
+  plain = train.computation_fingerprint(lowered)
+  assert train.computation_fingerprint(lowered, compiler_options=None) == plain
+  assert train.computation_fingerprint(
+      lowered, compiler_options=runtime.EIGEN_CONV_OPTIONS) != plain
