@@ -232,6 +232,9 @@ def test_eigen_conv_moves_only_the_convolutions_and_keeps_the_numbers():
   default compilation's to float rounding, and only the convolutions left YNNPACK."""
   from jaxml import runtime
   options = runtime.compiler_options("eigen")
+  if options is None and jax.__version__ != "0.10.2":  # the jaxlib this was measured on
+    pytest.skip(f"jax {jax.__version__} refuses EIGEN_CONV_OPTIONS (runtime warned); XLA's "
+                f"defaults are used")
   assert options == runtime.EIGEN_CONV_OPTIONS  # this jaxlib takes it and the probe agreed
   assert runtime.compiler_options("xla") is None
   with pytest.raises(ValueError, match="valid: xla, eigen"):
