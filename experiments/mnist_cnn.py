@@ -19,7 +19,7 @@ import numpy as np
 
 from experiments.base import Experiment, ReportInfo, RunContext, first_existing
 from jaxml import config as config_lib
-from jaxml import plots
+from jaxml import plots, runtime
 from jaxml.augment import random_affine
 from jaxml.config import require
 from jaxml.data.mnist import load_mnist
@@ -50,7 +50,7 @@ class Config(TrainConfig):
   epochs: int = 40                  # the cosine schedule's length
   patience: int = 0                 # no early stop: the full schedule, then the best-val epoch
   epoch_mode: Literal["scan", "loop"] = "loop"  # XLA:CPU runs convs in a scan ~15x slower
-  cpu_conv: Literal["xla", "eigen"] = "eigen"  # Eigen's convolutions: the seed CNN's CPU
+  cpu_conv: runtime.CpuConv = "eigen"  # Eigen's convolutions: the seed CNN's CPU
                                     # step is faster than on YNNPACK's (BUILD_NOTES "Convolutions
                                     # on Eigen"), LeNet-5's the same
 

@@ -28,6 +28,8 @@ import ctypes.util
 import dataclasses
 import os
 import sys
+import typing
+from typing import Literal
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8  # glibc's mallopt numbers (malloc.h)
 _done = {"value": None}
@@ -129,7 +131,8 @@ def recurrent_pool(rows: int) -> int | None:
 # all it changes). The option is per compilation, so one process can hold both.
 EIGEN_CONV_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type":
                       "LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
-CPU_CONV = ("xla", "eigen")  # TrainConfig.cpu_conv's values
+CpuConv = Literal["xla", "eigen"]  # TrainConfig.cpu_conv's type
+CPU_CONV = typing.get_args(CpuConv)
 _CONV_PROBE: dict = {}
 
 
@@ -160,10 +163,10 @@ def _eigen_conv_agrees() -> bool:
   import warnings
   import jax
   import jax.numpy as jnp
+  from jaxml import nn
 
   def loss(w, x):
-    y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = nn.conv2d_lax(w, x, "SAME")
     return jnp.sum(jnp.tanh(y)), y
 
   kw, kx = jax.random.split(jax.random.key(0))

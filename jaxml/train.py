@@ -76,7 +76,7 @@ class TrainConfig:
   eval_batch_size: int = 512        # examples per evaluation batch (memory only, not results)
   epoch_mode: Literal["scan", "loop"] = "scan"  # epoch as one lax.scan, or a loop of jitted steps
   devices: int = 0                  # data-parallel devices (mesh axis "data"); 0 = all visible
-  cpu_conv: Literal["xla", "eigen"] = "xla"  # who runs convolutions on CPU: XLA's own pick
+  cpu_conv: runtime.CpuConv = "xla"  # who runs convolutions on CPU: XLA's own pick
                                     # (YNNPACK where it takes the shape) or Eigen's kernels for
                                     # all (same values to float rounding; runtime.compiler_options)
   diverge_factor: float = 1e3       # a step loss above this x the untrained model's first step
