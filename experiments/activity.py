@@ -61,11 +61,11 @@ class Config(TrainConfig):
   conv_width: int = 3               # its filter width in time steps (odd: centred)
   forget_bias: float = 1.0          # LSTM forget-gate bias at init (ignored by RNN, GRU)
   unroll: int = 1                   # lax.scan unroll factor (speed only, same numbers)
-  backward: Literal["fast", "autodiff"] = "autodiff"  # gradient through time, both derived
-                                    # from the cell's step: jax.grad of the scan, or the "fast"
-                                    # custom VJP; autodiff measured as fast or faster for the
-                                    # GRU/LSTM steps since the projection moved into the loop
-                                    # (issue 19, benchmarks/recurrent_ab.py)
+  backward: Literal["fast", "autodiff"] = "fast"  # gradient through time, both derived from
+                                    # the cell's step: the "fast" custom VJP (no weight gradient
+                                    # inside the loop; faster for the LSTM/GRU steps, BUILD_NOTES
+                                    # "The fast backward split at the weights") or jax.grad of
+                                    # the plain scan; the same numbers to float rounding
   # --- data
   normalize: Literal["channel", "none"] = "channel"  # per-channel z-score, train statistics
   channels: Literal["all", "accelerometer", "gyroscope"] = "all"  # BasicMotions: which sensor

@@ -47,11 +47,11 @@ class Config(TrainConfig):
   dropout: float = 0.0              # dropout between layers and on the readout in training
   forget_bias: float = 1.0          # LSTM forget-gate bias at init (Keras' unit_forget_bias)
   unroll: int = 1                   # lax.scan unroll factor (speed only, same numbers)
-  backward: Literal["fast", "autodiff"] = "autodiff"  # gradient through time, both derived
-                                    # from the cell's step: jax.grad of the scan, or the "fast"
-                                    # custom VJP; autodiff measured as fast or faster for the
-                                    # GRU/LSTM steps since the projection moved into the loop
-                                    # (issue 19, benchmarks/recurrent_ab.py)
+  backward: Literal["fast", "autodiff"] = "fast"  # gradient through time, both derived from
+                                    # the cell's step: the "fast" custom VJP (no weight gradient
+                                    # inside the loop; faster for the LSTM/GRU steps, BUILD_NOTES
+                                    # "The fast backward split at the weights") or jax.grad of
+                                    # the plain scan; the same numbers to float rounding
   # --- data
   num_words: int = 10000            # keep the num_words - 1 most frequent ids; rarer ones -> OOV
   maxlen: int = 256                 # ids per review after padding/truncation (seed: 256)

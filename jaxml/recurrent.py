@@ -13,10 +13,7 @@ all cells, so `step` is only the recurrence; the runner calls `project` inside t
 step by step. (Hoisting it out of the loop as one big matmul was the obvious layout, and is
 2-2.5x slower on XLA:CPU: a loop-body fusion that reads several gate slices of a
 dynamic-sliced [T, B, G] array runs ~10x slower per element than one that slices the step's
-own matmul output; BUILD_NOTES "Speed, second pass (issue 19)".) `step` must treat batch rows
-independently (true of any per-example cell, also with layer normalisation over features; not
-of batch normalisation): the fast backward below relies on it and the tests check it for every
-registered cell.
+own matmul output; BUILD_NOTES "Speed, second pass (issue 19)".)
 
 Equations (sigma = logistic sigmoid, * = elementwise):
   RNN:  h' = tanh(x W + h U + b)                              (seed: h(t) = f_H(W_IH x + W_HH h(t-1)))
@@ -30,15 +27,16 @@ The seed's GRU text writes the candidate as `U_h . h_{t-1} * r_t`, which reads a
 Gradients (`run(..., backward=...)`), both computed from `step` itself, so an edited or new cell
 needs nothing else:
   "autodiff": `jax.grad` of the plain masked `lax.scan` below.
-  "fast": a custom VJP derived from the same `step` (see `_fast_recurrence`). The backward scan
-    is autodiff's transpose of the scan with the weights held constant, so it carries only the
-    state cotangent and does no weight-gradient work per step; the weight gradients are then one
-    vjp of `step` over all T*B (carry, input) rows at once (one big matmul per weight).
-`run` defaults to "fast"; the activity and IMDB experiments default to "autodiff", which is as
-fast or faster on their GRU/LSTM steps since the projection runs in the loop (issue 19,
-benchmarks/recurrent_ab.py: one core, CPU time, interleaved).
+  "fast": a custom VJP derived from the same `step`, read from its jaxpr (see
+    `_fast_recurrence`). The backward scan is autodiff's transpose of the scan with the weights
+    held constant: it carries only the state cotangent and emits the cotangents of the step's
+    "mixing" values (h @ w_h, x_t @ w_x, ... + b), so no weight gradient is formed per step; the
+    weight gradients are then one matmul (or sum) per weight over all T steps after the loop.
+Both the activity and IMDB experiments and `run` default to "fast" (faster than autodiff for
+their LSTM and GRU steps: BUILD_NOTES "The fast backward split at the weights";
+benchmarks/recurrent_ab.py times both).
 tests/test_recurrent.py checks that both agree for every registered cell, and
-tests/reference_rnn.py holds the seed's hand-derived BPTT as an independent reference.
+tests/reference_bptt.py holds the seed's hand-derived BPTT as an independent reference.
 """
 
 import functools
@@ -189,50 +187,210 @@ def _masked_scan(step, params, xp, carry, m, reverse, unroll):
 
 
 # The fast backward. Autodiff of the scan accumulates every weight gradient inside the
-# backward loop (per step and weight, a small [H, B] x [B, G] matmul and an add). Instead:
-#  * the forward scan takes `jax.vjp` of `step` at every step and saves its residuals (what
-#    autodiff would save), except those without a batch axis (the weights themselves, or values
-#    computed from them alone), which each rebuilt vjp takes from its own trace;
-#  * the backward scan rebuilds each step's vjp from its residuals and carries only the state
-#    cotangent; the weight part of that vjp is unused, and XLA removes it from the loop;
-#  * rows are independent, so the weight cotangents summed over steps are the vjp of `step`
-#    traced once for all T*B rows, fed the same residuals: one big matmul per weight; the
-#    inputs' cotangents come from the same vjp, vectorised, instead of out of the loop.
-# Nothing here depends on what `step` computes; `_per_row` checks the row independence it needs.
-def _step_vjp_parts(step, params, carry, xp_t):
-  """(out, residuals, rebuild(residuals) -> vjp function) of `step` at (carry, xp_t)."""
-  out, vjp = jax.vjp(step, params, carry, xp_t)
-  leaves, treedef = jax.tree.flatten(vjp)
-  return out, leaves, lambda new_leaves: jax.tree.unflatten(treedef, new_leaves)
+# backward loop (per step and weight, a small [H, B] x [B, G] matmul and an add). Instead the
+# step's jaxpr is split where the weights meet the data (`_split_step`):
+#  * a "mixing" equation is one with an input computed from the weights alone (a weight, its
+#    transpose, a broadcast bias) and an input that depends on the carry or x_t (h @ w_h,
+#    x_t @ w_x, ... + b, gain * x_hat);
+#  * the forward scan runs the step with a zero "probe" added to each mixing output and keeps
+#    the vjp residuals with respect to (carry, x_t, probes) only, plus each mixing equation's
+#    data inputs that its weight gradient reads (h_{t-1} for h @ w_h; nothing for + b);
+#  * the backward scan carries the state cotangent and emits each probe's cotangent (the
+#    cotangent of, e.g., h @ w_h) and x_t's; no weight gradient is formed inside the loop;
+#  * after the loop the weight gradients are the vjp, with respect to the weights, of the mixing
+#    equations alone, vmapped over the T steps: one big matmul (or sum) per weight, with no
+#    elementwise work of the cell repeated.
+# Nothing here depends on what `step` computes: it is read from its jaxpr at trace time, so an
+# edited cell is split anew. The chain rule is exact for any step, rows independent or not.
+def _floating(aval) -> bool:
+  return jnp.issubdtype(aval.dtype, jnp.inexact)
 
 
-def _per_row(step, params, carry, xp):
-  """Which of the step's vjp residuals have a batch axis (a bool per residual), read from their
-  shapes when the step is traced for B rows and for T*B rows.
+def _is_var(v) -> bool:
+  return not isinstance(v, jax.extend.core.Literal)
 
-  xp: f[T, B, ...], the step's inputs; carry: the f[B, ...] initial carry. Raises ValueError
-  for a step whose residuals are not per row (e.g. batch normalisation over the batch).
-  """
-  n_steps, batch = xp.shape[:2]
-  rows = lambda a: jax.ShapeDtypeStruct((n_steps * batch,) + a.shape[1:], a.dtype)
-  residuals = lambda c, x: _step_vjp_parts(step, params, c, x)[1]
-  one = jax.eval_shape(residuals, carry, xp[0])
-  many = jax.eval_shape(residuals, jax.tree.map(rows, carry), rows(xp[0]))
-  if len(one) != len(many):
-    raise ValueError("the cell's step traces differently for other batch sizes; use "
-                     "backward='autodiff'")
-  from_inputs = _depends_on_inputs(residuals, carry, xp[0])
-  flags = []
-  for a, b, dep in zip(one, many, from_inputs):
-    if a.shape[:1] == (batch,) and b.shape == rows(a).shape:
-      flags.append(True)
-    elif a.shape == b.shape and not dep:  # computed from the weights alone
-      flags.append(False)
+
+def _bind(eqn, invals: list) -> list:
+  """Evaluates one jaxpr equation (any primitive, also those holding sub-jaxprs)."""
+  bound = eqn.primitive.get_bind_params(eqn.params)  # older jax: (subfuns, params)
+  subfuns, params = bound if isinstance(bound, tuple) else ((), bound)
+  with eqn.ctx.manager:
+    out = eqn.primitive.bind(*subfuns, *invals, **params)
+  return list(out) if eqn.primitive.multiple_results else [out]
+
+
+def _live_inputs(closed) -> list:
+  """For each input of a closed jaxpr: whether any output needs it (backward liveness)."""
+  live = {v for v in closed.jaxpr.outvars if _is_var(v)}
+  for eqn in reversed(closed.jaxpr.eqns):
+    if eqn.effects or any(o in live for o in eqn.outvars):
+      live.update(v for v in eqn.invars if _is_var(v))
+  return [v in live for v in closed.jaxpr.invars]
+
+
+class _SplitStep(NamedTuple):
+  """`step` read as a jaxpr at one set of shapes (see `_split_step`)."""
+  closed: Any          # the step's ClosedJaxpr over (param leaves, carry leaves, x_t)
+  n_params: int        # how many of its inputs are parameter leaves
+  out_tree: Any        # the treedef of (carry, h_t)
+  rows: frozenset      # vars that depend on the carry or x_t
+  mixing: tuple        # indices of the mixing equations
+  saved: dict          # mixing index -> positions of the data inputs its weight vjp reads
+  probes: tuple        # (mixing index, output position, aval) of each probe
+
+
+def _split_step(step, params, carry, x_t) -> _SplitStep:
+  """Reads `step`'s jaxpr at these shapes and finds its mixing equations (comment above)."""
+  spec = lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a))
+  closed = jax.make_jaxpr(step)(*jax.tree.map(spec, (params, carry, x_t)))
+  out_tree = jax.tree.structure(jax.eval_shape(step, params, carry, x_t))
+  jaxpr = closed.jaxpr
+  n_params = len(jax.tree.leaves(params))
+  weights = set(jaxpr.invars[:n_params])  # vars computed from the weights (and constants)
+  rows = set(jaxpr.invars[n_params:])     # vars that depend on the carry or x_t
+  mixing, saved, probes = [], {}, []
+  for i, eqn in enumerate(jaxpr.eqns):
+    ins = [v for v in eqn.invars if _is_var(v)]
+    data = [j for j, v in enumerate(eqn.invars) if _is_var(v) and v in rows]
+    weight = [j for j, v in enumerate(eqn.invars) if _is_var(v) and v in weights
+              and v not in rows]
+    if data:
+      rows.update(eqn.outvars)
+    elif any(v in weights for v in ins):
+      weights.update(eqn.outvars)
+    if not (data and weight) or not any(_floating(o.aval) for o in eqn.outvars):
+      continue
+    mixing.append(i)
+    probes += [(i, k, o.aval) for k, o in enumerate(eqn.outvars) if _floating(o.aval)]
+    # Which data inputs the weights' vjp of this equation reads (x for x @ w; none for x + b).
+    avals = [v.aval for v in eqn.invars]
+    def weight_vjp(vals, cts, eqn=eqn, weight=weight):
+      def of_weights(*ws):
+        vals_w = list(vals)
+        for j, w in zip(weight, ws):
+          vals_w[j] = w
+        return [o for o, v in zip(_bind(eqn, vals_w), eqn.outvars) if _floating(v.aval)]
+      return jax.vjp(of_weights, *[vals[j] for j in weight])[1](cts)
+    cts = [o.aval for o in eqn.outvars if _floating(o.aval)]
+    live = _live_inputs(jax.make_jaxpr(weight_vjp)(
+        [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in avals],
+        [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in cts]))
+    saved[i] = tuple(j for j in data if live[j])
+  for v in jaxpr.outvars:
+    if _is_var(v) and v in weights and v not in rows:
+      raise ValueError("the cell's step returns a value computed from its weights alone; use "
+                       "backward='autodiff'")
+  return _SplitStep(closed, n_params, out_tree, frozenset(rows), tuple(mixing), saved,
+                    tuple(probes))
+
+
+def _run_split(split: _SplitStep, params, carry, x_t, probes) -> tuple:
+  """((carry, h_t), data inputs the weight gradients read) of the step with `probes` added to
+  its mixing outputs; the same (carry, h_t) as `step` when the probes are zero."""
+  jaxpr, env = split.closed.jaxpr, {}
+  read = lambda v: env[v] if _is_var(v) else v.val
+  for v, a in zip(jaxpr.constvars, split.closed.consts):
+    env[v] = a
+  for v, a in zip(jaxpr.invars, jax.tree.leaves((params, carry, x_t))):
+    env[v] = a
+  probe_at = {(i, k): p for (i, k, _), p in zip(split.probes, probes)}
+  kept = []
+  for i, eqn in enumerate(jaxpr.eqns):
+    invals = [read(v) for v in eqn.invars]
+    outs = _bind(eqn, invals)
+    if i in split.saved:
+      outs = [o + probe_at[i, k] if (i, k) in probe_at else o for k, o in enumerate(outs)]
+      kept += [invals[j] for j in split.saved[i]]
+    for v, o in zip(eqn.outvars, outs):
+      env[v] = o
+  return jax.tree.unflatten(split.out_tree, [read(v) for v in jaxpr.outvars]), kept
+
+
+def _rows(a):
+  """f[T, B, ...] -> f[T*B, ...]."""
+  return a.reshape((-1,) + a.shape[2:])
+
+
+def _merges_rows(eqn, pos) -> bool:
+  """Whether a mixing equation may take the T steps' rows as one [T*B, ...] batch: a
+  dot_general without batch dimensions whose only data input is its left operand, with the row
+  axis 0 not contracted (so output row r is input row r). XLA runs that as one plain matmul,
+  faster than the vmapped form's two-axis contraction."""
+  if eqn.primitive.name != "dot_general" or tuple(pos) != (0,):
+    return False
+  (lhs_contract, _), (lhs_batch, _) = eqn.params["dimension_numbers"]
+  return not lhs_batch and 0 not in lhs_contract
+
+
+def _weight_grads(split: _SplitStep, params, kept, d_probes):
+  """The weights' gradient summed over the T steps: the vjp, w.r.t. params, of the mixing
+  equations alone at the kept data inputs kept[*]: f[T, ...], fed the probes' cotangents
+  d_probes[*]: f[T, ...]. Each mixing equation is evaluated once for all T steps: vmapped over
+  T; as one [T*B, ...] matmul (`_merges_rows`); or, when its weight vjp reads no data (x + b),
+  at one step's shapes with zero data and the cotangents summed over T (the vjp is linear in
+  them and does not depend on the data)."""
+  it, groups = iter(kept), []
+  for i in split.mixing:
+    eqn = split.closed.jaxpr.eqns[i]
+    pos = [j for j, v in enumerate(eqn.invars) if _is_var(v) and v in split.rows]
+    data = {j: next(it) for j in split.saved[i]}
+    cts = [d for (m, _, _), d in zip(split.probes, d_probes) if m == i]
+    if not data:
+      data = {j: jnp.zeros(eqn.invars[j].aval.shape, eqn.invars[j].aval.dtype) for j in pos}
+      groups.append((i, pos, data, [c.sum(0) for c in cts], "one"))
+    elif _merges_rows(eqn, pos):
+      groups.append((i, pos, {j: _rows(d) for j, d in data.items()}, [_rows(c) for c in cts],
+                     "rows"))
     else:
-      raise ValueError(f"a residual of the cell's step has shape {a.shape} for {batch} rows but "
-                       f"{b.shape} for {n_steps * batch} and depends on the inputs: `step` must "
-                       f"treat batch rows independently (or use backward='autodiff')")
-  return flags
+      n_steps = cts[0].shape[0]
+      for j in pos:
+        a = eqn.invars[j].aval
+        data.setdefault(j, jnp.zeros((n_steps,) + a.shape, a.dtype))
+      groups.append((i, pos, data, cts, "vmap"))
+
+  def mixing_outputs(params):
+    jaxpr, env = split.closed.jaxpr, {}
+    read = lambda v: env[v] if _is_var(v) else v.val
+    for v, a in zip(jaxpr.constvars, split.closed.consts):
+      env[v] = a
+    for v, a in zip(jaxpr.invars[:split.n_params], jax.tree.leaves(params)):
+      env[v] = a
+    outs, todo = [], iter(groups)
+    for i, eqn in enumerate(jaxpr.eqns):
+      if i in split.saved:
+        _, pos, data, _, how = next(todo)
+        fixed = [None if j in pos else read(v) for j, v in enumerate(eqn.invars)]
+
+        def at(*ds, eqn=eqn, fixed=fixed, pos=pos):
+          vals = list(fixed)
+          for j, d in zip(pos, ds):
+            vals[j] = d
+          return _bind(eqn, vals)
+
+        res = (jax.vmap(at) if how == "vmap" else at)(*[data[j] for j in pos])
+        outs += [res[k] for (m, k, _) in split.probes if m == i]
+      elif not any(_is_var(v) and v in split.rows for v in eqn.invars):
+        for v, o in zip(eqn.outvars, _bind(eqn, [read(v) for v in eqn.invars])):
+          env[v] = o
+    return outs
+
+  return jax.vjp(mixing_outputs, params)[1]([c for g in groups for c in g[3]])[0]
+
+
+def _step_vjp_parts(split: _SplitStep, params, carry, x_t):
+  """(out, residual leaves, rebuild(residuals) -> vjp, kept data) of the probed step at zero
+  probes; the vjp is w.r.t. (carry, x_t, probes), the weights held constant."""
+  zeros = [jnp.zeros(a.shape, a.dtype) for (_, _, a) in split.probes]
+  out, vjp, kept = jax.vjp(lambda c, x, e: _run_split(split, params, c, x, e), carry, x_t,
+                           zeros, has_aux=True)
+  leaves, treedef = jax.tree.flatten(vjp)
+  return out, leaves, lambda new_leaves: jax.tree.unflatten(treedef, new_leaves), kept
+
+
+def _per_step(split: _SplitStep, params, carry, x_t) -> list:
+  """Which vjp residuals depend on the carry or x_t (saved every step); the others are computed
+  from the weights alone and taken from a vjp traced once."""
+  return _depends_on_inputs(lambda c, x: _step_vjp_parts(split, params, c, x)[1], carry, x_t)
 
 
 def _depends_on_inputs(fn, *args) -> list:
@@ -241,20 +399,15 @@ def _depends_on_inputs(fn, *args) -> list:
   closed = jax.make_jaxpr(fn)(*args)
   dependent = set(closed.jaxpr.invars)
   for eqn in closed.jaxpr.eqns:
-    if any(not isinstance(v, jax.extend.core.Literal) and v in dependent for v in eqn.invars):
+    if any(_is_var(v) and v in dependent for v in eqn.invars):
       dependent.update(eqn.outvars)
-  return [not isinstance(v, jax.extend.core.Literal) and v in dependent for v in closed.jaxpr.outvars]
+  return [_is_var(v) and v in dependent for v in closed.jaxpr.outvars]
 
 
-def _fill(own: list, per_row: list, batched):
-  """A residual list: batched ones from `batched` (in order), the others from `own`."""
-  it = iter(batched)
-  return [next(it) if keep else r for r, keep in zip(own, per_row)]
-
-
-def _rows(a):
-  """f[T, B, ...] -> f[T*B, ...]."""
-  return a.reshape((-1,) + a.shape[2:])
+def _fill(own: list, per_step: list, saved):
+  """A residual list: per-step ones from `saved` (in order), the others from `own`."""
+  it = iter(saved)
+  return [next(it) if keep else r for r, keep in zip(own, per_step)]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 5, 6))
@@ -265,44 +418,48 @@ def _fast_recurrence(step, params, xp, carry, m, reverse, unroll):
 
 
 def _fast_fwd(step, params, xp, carry, m, reverse, unroll):
-  per_row = _per_row(step, params, carry, xp)
+  split = _split_step(step, params, carry, xp[0])
+  per_step = _per_step(split, params, carry, xp[0])
 
   def body(c, inputs):
     xp_t, m_t = inputs
-    (new_c, h_t), saved, _ = _step_vjp_parts(step, params, c, xp_t)
+    (new_c, h_t), res, _, kept = _step_vjp_parts(split, params, c, xp_t)
     new_c, h_t = _skip_masked(m_t, new_c, h_t, c)
-    return new_c, (h_t, [r for r, keep in zip(saved, per_row) if keep])
+    return new_c, (h_t, [r for r, keep in zip(res, per_step) if keep], kept)
 
-  final, (hs, saved) = lax.scan(body, carry, (xp, m), reverse=reverse, unroll=unroll)
-  return (final, hs), (params, xp, carry, m, saved)
+  final, (hs, res, kept) = lax.scan(body, carry, (xp, m), reverse=reverse, unroll=unroll)
+  return (final, hs), (params, xp, carry, m, res, kept)
 
 
 def _fast_bwd(step, reverse, unroll, residuals, cotangents):
-  params, xp, carry0, m, saved = residuals
+  params, xp, carry0, m, res, kept = residuals
   d_final, d_hs = cotangents
-  per_row = _per_row(step, params, carry0, xp)
-  # Each traced once for its structure and its weight-only residuals; the rest is dead code.
-  _, own_step, rebuild_step = _step_vjp_parts(step, params, carry0, xp[0])
-  zero_rows = lambda a: jnp.zeros((xp.shape[0] * xp.shape[1],) + a.shape[1:], a.dtype)
-  _, own_rows, rebuild_rows = _step_vjp_parts(step, params, jax.tree.map(zero_rows, carry0),
-                                              zero_rows(xp[0]))
+  split = _split_step(step, params, carry0, xp[0])
+  per_step = _per_step(split, params, carry0, xp[0])
+  # Traced once for its structure and its weight-only residuals; the rest is dead code.
+  _, own, rebuild, _ = _step_vjp_parts(split, params, carry0, xp[0])
+  unique = []  # probe index -> position among the distinct cotangents the loop emits
 
   def body(d_c, inputs):
-    dy, m_t, saved_t = inputs
+    dy, m_t, res_t = inputs
     d_new, d_h = d_c, dy
     if m_t is not None:  # the transpose of the masked update in `_masked_scan`
       d_new, d_h = jax.tree.map(lambda d: m_t * d, d_new), m_t * d_h
-    _, d_prev, _ = rebuild_step(_fill(own_step, per_row, saved_t))((d_new, d_h))
+    d_prev, d_x, d_probes = rebuild(_fill(own, per_step, res_t))((d_new, d_h))
     if m_t is not None:
       d_prev = jax.tree.map(lambda a, d: a + (1.0 - m_t) * d, d_prev, d_c)
-    return d_prev, (d_new, d_h)
+    # Probes on `a @ w` and `a @ w + b` often get the very same cotangent: emit it once.
+    distinct, unique[:] = [], []
+    for d in d_probes:
+      at = next((k for k, e in enumerate(distinct) if e is d), None)
+      if at is None:
+        at, distinct = len(distinct), distinct + [d]
+      unique.append(at)
+    return d_prev, (d_x, distinct)
 
-  d_carry, d_out = lax.scan(body, d_final, (d_hs, m, saved), reverse=not reverse,
-                            unroll=unroll)
-  # The weights' and the inputs' gradients: one vjp over all T*B rows.
-  vjp_rows = rebuild_rows(_fill(own_rows, per_row, [_rows(r) for r in saved]))
-  d_params, _, d_xp = vjp_rows(jax.tree.map(_rows, d_out))
-  d_xp = d_xp.reshape(xp.shape)
+  d_carry, (d_xp, distinct) = lax.scan(body, d_final, (d_hs, m, res), reverse=not reverse,
+                                       unroll=unroll)
+  d_params = _weight_grads(split, params, kept, [distinct[k] for k in unique])
   d_m = None if m is None else jnp.zeros_like(m)
   return d_params, d_xp, d_carry, d_m
 
