@@ -60,7 +60,12 @@ def assert_one_line_error(proc, pattern, status=2):
   assert re.search(pattern, errors[0]), errors[0]
 
 
-@pytest.mark.parametrize("exp", ["cnn_mnist", "lenet5_mnist"])
+# xdist_group: tests whose command lines compile the same programs run on one pytest worker,
+# so the second finds them in that worker's compilation cache (pyproject: --dist=loadgroup).
+LENET5, LSTM, RNN = (pytest.mark.xdist_group(f"cli-{e}") for e in ("lenet5", "lstm", "rnn"))
+
+
+@pytest.mark.parametrize("exp", ["cnn_mnist", pytest.param("lenet5_mnist", marks=LENET5)])
 def test_tiny_cnn_end_to_end(exp, tmp_path):
   proc = run_cli(f"--exp={exp}", "--tiny", f"--workdir={tmp_path}")
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -81,7 +86,8 @@ def test_cnn_bad_idx_directory_exits_2(tmp_path):
   assert not (tmp_path / "w").exists()
 
 
-@pytest.mark.parametrize("exp", ["rnn_activity", "lstm_activity", "gru_activity"])
+@pytest.mark.parametrize("exp", [pytest.param("rnn_activity", marks=RNN),
+                                 pytest.param("lstm_activity", marks=LSTM), "gru_activity"])
 def test_tiny_end_to_end(exp, tmp_path):
   proc = run_cli(f"--exp={exp}", "--tiny", f"--workdir={tmp_path}", "--seed=3")
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -117,7 +123,7 @@ def _imdb_args(tmp_path):
 
 
 @pytest.mark.parametrize("exp, args, other_seed", [
-    ("lstm_activity", lambda tmp: [], True),  # recurrent, lax.scan epochs
+    pytest.param("lstm_activity", lambda tmp: [], True, marks=LSTM),  # recurrent, scan epochs
     ("gru_imdb", _imdb_args, False),          # embedding + masked bidirectional-capable stack
     # (lenet5_mnist, loop epochs with augmentation: its SIGTERM test below compares two
     # processes' metrics exactly, an uninterrupted run against an interrupted and resumed one)
@@ -139,6 +145,7 @@ def test_same_seed_same_numbers_other_seed_other_numbers(exp, args, other_seed, 
     assert out["a"]["metrics"]["train_loss"] != out["c"]["metrics"]["train_loss"]
 
 
+@RNN
 def test_rerun_resumes_and_restart_starts_over(tmp_path):
   # the default compile cache, in the workdir (the other tests share one outside it)
   assert run_cli("--exp=rnn_activity", "--tiny", f"--workdir={tmp_path}",
@@ -207,8 +214,9 @@ def test_divergence_exits_3_and_keeps_the_last_checkpoint(tmp_path):
     (["--exp=gru_activity", "--tiny", "--config.epochs=30", "--config.hidden=4"],
      "epoch  10/", r"after epoch \d+"),
     # loop mode: stops between two steps of an epoch and checkpoints that point (112 steps/epoch)
-    (["--exp=lenet5_mnist", "--tiny", "--config.train_limit=2000", "--config.epochs=2"],
-     "compiled the train step", r"(at step \d+ of 112 in epoch 1|after epoch \d+)"),
+    pytest.param(["--exp=lenet5_mnist", "--tiny", "--config.train_limit=2000",
+                  "--config.epochs=2"], "compiled the train step",
+                 r"(at step \d+ of 112 in epoch 1|after epoch \d+)", marks=LENET5),
 ])
 def test_sigterm_checkpoints_where_training_stands_and_the_rerun_resumes(args, trigger, saved,
                                                                          tmp_path):

@@ -75,9 +75,14 @@ print(json.dumps(out))
 '''
 
 
+def _four_devices_env() -> dict:
+  flags = os.environ.get("XLA_FLAGS", "")  # tests/conftest.py's, kept
+  return dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
+              XLA_FLAGS=f"{flags} --xla_force_host_platform_device_count=4".strip())
+
+
 def test_four_devices_give_the_one_device_losses_and_parameters():
-  env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  env = _four_devices_env()
   proc = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True,
                         text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -96,8 +101,7 @@ def test_four_devices_give_the_one_device_losses_and_parameters():
 
 
 def test_a_batch_that_does_not_split_over_the_devices_is_a_user_error(tmp_path):
-  env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  env = _four_devices_env()
   proc = subprocess.run([sys.executable, "-m", "experiments.run", "--exp=gru_activity", "--tiny",
                          "--config.batch_size=6", f"--workdir={tmp_path}"],
                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
