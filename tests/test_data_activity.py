@@ -23,6 +23,21 @@ def write_h5(path, n_train=12, n_test=6, t=10, c=3, k=6, drop=(), **replace):
   return path
 
 
+def test_seed_h5_class_names_attribute(tmp_path):
+  """Another six-class file in data3.h5's layout names its classes in a `class_names`
+  attribute (comma-separated or a list); a count that does not match is one error line."""
+  for value in ("walk, up,down,sit,stand,lie", ["walk", "up", "down", "sit", "stand", "lie"]):
+    path = write_h5(tmp_path / "har.h5")
+    with h5py.File(path, "a") as f:
+      f.attrs["class_names"] = value
+    assert activity.load_activity(str(path)).class_names == (
+        "walk", "up", "down", "sit", "stand", "lie")
+  with h5py.File(path, "a") as f:
+    f.attrs["class_names"] = "walk,run"
+  with pytest.raises(UserError, match="class_names attribute names 2 class.*labels have 6"):
+    activity.load_activity(str(path))
+
+
 def test_seed_h5_roundtrip(tmp_path):
   data = activity.load_activity(str(write_h5(tmp_path / "data3.h5")))
   assert data.x_train.shape == (12, 10, 3) and data.x_train.dtype == np.float32
@@ -166,3 +181,12 @@ def test_holdout_is_stratified_and_statistics_come_from_train():
   z = standardize(x[keep], mean, std)
   np.testing.assert_allclose(z.mean(axis=(0, 1)), 0, atol=1e-5)
   np.testing.assert_allclose(z.std(axis=(0, 1)), 1, atol=1e-4)
+
+
+def test_hapt_windows_stay_inside_one_label_run():
+  """benchmarks/hapt_to_h5.py's windowing (the real development set of issue 18): windows of
+  4 with step 2 inside each run of one label in 1..6; a run's short tail and labels outside
+  1..6 (transitions, -1 unlabelled) give none."""
+  from benchmarks.hapt_to_h5 import label_windows
+  labels = np.array([1] * 7 + [-1] * 5 + [7] * 4 + [3] * 4 + [6] * 3)
+  assert label_windows(labels, window=4, step=2) == [(0, 0), (2, 0), (16, 2)]

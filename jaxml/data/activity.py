@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxml.data import ClassificationData
-from jaxml.data.h5 import read_datasets
+from jaxml.data.h5 import read_attr, read_datasets
 from jaxml.data.splits import require_finite
 from jaxml.errors import UserError
 
@@ -117,10 +117,27 @@ def load_seed_h5(path) -> ClassificationData:
   x_tr, x_te = arrays["trX"].astype(np.float32), arrays["tstX"].astype(np.float32)
   require_finite(x_tr, f"{path}: trX")
   require_finite(x_te, f"{path}: tstX")
-  names = SEED_CLASSES if n_classes == len(SEED_CLASSES) else tuple(
-      f"class_{i}" for i in range(n_classes))
+  names = _h5_class_names(path, n_classes)
   return ClassificationData(x_tr, labels["trY"], x_te, labels["tstY"], names,
                             f"seed h5 {Path(path).name}")
+
+
+def _h5_class_names(path, n_classes: int) -> tuple[str, ...]:
+  """The file's `class_names` attribute (comma-separated, or a list of strings) where it has
+  one; else the seed's six WISDM activities for six classes (data3.h5 has no names), else
+  class_0, class_1, ..."""
+  raw = read_attr(path, "class_names")
+  if raw is None:
+    return SEED_CLASSES if n_classes == len(SEED_CLASSES) else tuple(
+        f"class_{i}" for i in range(n_classes))
+  items = [raw] if isinstance(raw, (str, bytes)) else list(np.ravel(raw))
+  items = [v.decode() if isinstance(v, bytes) else str(v) for v in items]
+  names = tuple(n.strip() for v in items for n in (v.split(",") if len(items) == 1 else [v]))
+  if len(names) != n_classes or not all(names):
+    raise UserError(f"{path}: its class_names attribute names {len(names)} class(es) "
+                    f"({', '.join(names)}) but the labels have {n_classes}; write one name per "
+                    f"class, comma-separated, or drop the attribute")
+  return names
 
 
 def _labels(y: np.ndarray, path, key: str):

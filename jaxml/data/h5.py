@@ -31,3 +31,20 @@ def read_datasets(path, keys, *, expected: str) -> dict[str, np.ndarray]:
     except H5_ERRORS as e:
       raise UserError(f"{path}: a dataset cannot be read ({e}); the file may be truncated") \
           from None
+
+
+def read_attr(path, name: str):
+  """The file's root attribute `name` (numpy value or str), or None where it has none; the
+  errors of `read_datasets`."""
+  import h5py
+
+  path = Path(path)
+  try:
+    f = h5py.File(path, "r")
+  except OSError as e:
+    raise UserError(f"{path} cannot be read as HDF5 ({e}); pass an intact {path.name}") from None
+  with f:
+    try:
+      return f.attrs[name] if name in f.attrs else None
+    except H5_ERRORS as e:
+      raise UserError(f"{path}: its attribute {name!r} cannot be read ({e})") from None
