@@ -98,7 +98,8 @@ class Config(TrainConfig):
 # the activity defaults" and "Gradient spikes on real sequences"):
 # - learning_rate: on BasicMotions, checked for stability on 150-step sequences (issue 2);
 # - bidirectional by the data for the GRU only (session 9): a second direction helped the GRU
-#   on BasicMotions and JapaneseVowels, and not the LSTM or the RNN;
+#   on BasicMotions and JapaneseVowels, and not the LSTM or the RNN; on real smartphone
+#   recordings of ~5k windows it helped at half the epochs (session 16, two splits by person);
 # - the LSTM's mean_max readout (session 11): better than the mean on both sets.
 CELL_DEFAULTS = {
     "rnn": {"learning_rate": 3e-3},
@@ -130,8 +131,9 @@ EPOCH_RANGE = (10, 100)   # epochs: 100 for small sets, at least 10 for huge one
 MIN_VAL_TO_RANK = 100     # keep=auto: fewer validation series than this keep the last epoch
 MAX_ENSEMBLE = 5          # ensemble=0: members while members x directions x series x steps x
                           # epochs fits the work budget (5 on BasicMotions / JapaneseVowels, 1 on
-                          # data3.h5); bidirectional=None: two directions while one such
-                          # network fits (on for those two sets, off for data3.h5)
+                          # data3.h5); bidirectional=None: two directions unless one two-way
+                          # network at the fewest epochs would exceed the budget (~12k windows of
+                          # 128 steps); epochs by the data count the directions
 WORK_BUDGET = 30e6        # series x time steps x epochs per run: ~5 min of training for the
                           # GRU/LSTM-128 on the 2-core CPU of BUILD_NOTES (~38 epochs of 5.3k
                           # windows of 150 steps)
@@ -150,11 +152,13 @@ def scaled_by_data(cfg: Config, n_train: int, time_steps: int, n_val: int
   batch = cfg.batch_size or int(np.clip(2 ** round(np.log2(max(n_train / STEPS_PER_EPOCH, 1))),
                                         lo, hi))
   steps = max(n_train // batch, 1)
-  epochs = cfg.epochs or int(np.clip(round(WORK_BUDGET / (n_train * time_steps)), *EPOCH_RANGE))
-  work = n_train * time_steps * epochs  # of one one-way network
+  per_epoch = n_train * time_steps  # the work of one epoch of one one-way network
   bidirectional = cfg.bidirectional if cfg.bidirectional is not None else bool(
-      2 * work <= WORK_BUDGET)
+      2 * per_epoch * EPOCH_RANGE[0] <= WORK_BUDGET)
   directions = 2 if bidirectional else 1
+  epochs = cfg.epochs or int(np.clip(round(WORK_BUDGET / (directions * per_epoch)),
+                                     *EPOCH_RANGE))
+  work = per_epoch * epochs  # of one one-way network
   ensemble = cfg.ensemble or int(np.clip(WORK_BUDGET // (directions * work), 1, MAX_ENSEMBLE))
   keep = cfg.keep if cfg.keep != "auto" else (  # an explicit patience means early stopping
       "last" if n_val < MIN_VAL_TO_RANK and cfg.patience <= 0 else "best_val")

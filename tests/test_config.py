@@ -76,17 +76,19 @@ def test_explicit_activity_settings_are_not_rescaled():
   assert (cfg.batch_size, cfg.epochs, cfg.patience, cfg.ensemble) == (32, 7, 0, 2) and why == {}
 
 
-@pytest.mark.parametrize("n_train, steps, bidirectional, ensemble", [
-    (36, 100, True, 5),      # BasicMotions: 5 two-way networks of 3.6e5 fit 3e7
-    (243, 29, True, 5),      # JapaneseVowels
-    (1000, 100, True, 1),    # one two-way network of 2e7 fits, two do not
-    (5300, 150, False, 1),   # ~5.9k windows: one one-way network fills the budget
+@pytest.mark.parametrize("n_train, steps, bidirectional, epochs, ensemble", [
+    (36, 100, True, 100, 5),    # BasicMotions: 5 two-way networks of 3.6e5 fit 3e7
+    (243, 29, True, 100, 5),    # JapaneseVowels
+    (1000, 100, True, 100, 1),  # one two-way network of 2e7 fits, two do not
+    (5300, 150, True, 19, 1),   # ~5.9k windows: two directions at half a one-way run's epochs
+    (6674, 128, True, 18, 1),   # the smartphone set of BUILD_NOTES (35 epochs one-way)
+    (12000, 150, False, 17, 1),  # two directions would exceed the budget even at 10 epochs
 ])
 def test_the_gru_is_bidirectional_while_the_work_budget_allows(n_train, steps, bidirectional,
-                                                               ensemble):
+                                                               epochs, ensemble):
   from experiments.activity import default_preset, scaled_by_data
   cfg, why = scaled_by_data(default_preset("gru"), n_train, steps, n_train // 9)
-  assert (cfg.bidirectional, cfg.ensemble) == (bidirectional, ensemble)
+  assert (cfg.bidirectional, cfg.epochs, cfg.ensemble) == (bidirectional, epochs, ensemble)
   assert why["bidirectional"].startswith(f"{bidirectional} (by the data")
   validate(cfg)
   # Only the GRU's default asks; an explicit value (or another cell) is kept as given.
