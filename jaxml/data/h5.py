@@ -11,16 +11,21 @@ from jaxml.errors import UserError
 H5_ERRORS = (OSError, KeyError, RuntimeError, TypeError, ValueError)
 
 
-def read_datasets(path, keys, *, expected: str) -> dict[str, np.ndarray]:
-  """{key: array} for every key; UserError naming the file when it cannot be opened, lacks a
-  key (`expected` says what a good file holds), or a dataset cannot be read."""
+def _open(path):
+  """(h5py.File opened read-only, Path); UserError naming the file when it cannot be opened."""
   import h5py  # imported here: only the h5 sources need it
 
   path = Path(path)
   try:
-    f = h5py.File(path, "r")
+    return h5py.File(path, "r"), path
   except OSError as e:
     raise UserError(f"{path} cannot be read as HDF5 ({e}); pass an intact {path.name}") from None
+
+
+def read_datasets(path, keys, *, expected: str) -> dict[str, np.ndarray]:
+  """{key: array} for every key; UserError naming the file when it cannot be opened, lacks a
+  key (`expected` says what a good file holds), or a dataset cannot be read."""
+  f, path = _open(path)
   with f:
     try:
       missing = [k for k in keys if k not in f]
@@ -36,13 +41,7 @@ def read_datasets(path, keys, *, expected: str) -> dict[str, np.ndarray]:
 def read_attr(path, name: str):
   """The file's root attribute `name` (numpy value or str), or None where it has none; the
   errors of `read_datasets`."""
-  import h5py
-
-  path = Path(path)
-  try:
-    f = h5py.File(path, "r")
-  except OSError as e:
-    raise UserError(f"{path} cannot be read as HDF5 ({e}); pass an intact {path.name}") from None
+  f, path = _open(path)
   with f:
     try:
       return f.attrs[name] if name in f.attrs else None
