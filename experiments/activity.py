@@ -99,7 +99,7 @@ class Config(TrainConfig):
 # - learning_rate: on BasicMotions, checked for stability on 150-step sequences (issue 2);
 # - bidirectional by the data for the GRU only (session 9): a second direction helped the GRU
 #   on BasicMotions and JapaneseVowels, and not the LSTM or the RNN; on real smartphone
-#   recordings of ~5k windows it helped at half the epochs (session 16, two splits by person);
+#   recordings of ~5k windows it helped at half the epochs (session 16, three splits by person);
 # - the LSTM's mean_max readout (session 11): better than the mean on both sets.
 CELL_DEFAULTS = {
     "rnn": {"learning_rate": 3e-3},

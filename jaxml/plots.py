@@ -13,8 +13,8 @@ from jaxml.io import atomic_path
 
 
 class _Pyplot:
-  """matplotlib.pyplot, imported on first use: the import takes ~0.6 s, which every command
-  line start (a one-line error included) would pay, and most never draw."""
+  """matplotlib.pyplot, imported on first use: its import is a large share of a command line's
+  start (a one-line error included; BUILD_NOTES "Gotchas"), and most never draw."""
 
   def __getattr__(self, name):
     import matplotlib
@@ -135,7 +135,7 @@ def image_grid(images, titles: Sequence[str], path, title: str = "", cols: int =
   """images: f[n, H, W, 1 or 3] in [0, 1], shown with a title each (e.g. 'pred 3 / true 5').
 
   Drawn as one mosaic in one axes, each tile 1.2 inches wide with its title above it: one
-  subplot per image made the 30-image grids take ~1 s each to draw."""
+  subplot per image was several times slower to draw (BUILD_NOTES "Gotchas")."""
   imgs = np.clip(np.asarray(images, np.float32), 0, 1)
   if imgs.shape[-1] == 1:
     imgs = np.repeat(imgs, 3, axis=-1)

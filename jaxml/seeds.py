@@ -26,7 +26,7 @@ def interval(values) -> dict:
   v = np.asarray(values, np.float64)
   n, mean = len(v), float(v.mean())
   std = float(v.std(ddof=1)) if n > 1 else 0.0
-  from scipy import stats  # here, not at the top: scipy.stats adds ~0.7 s to every CLI start
+  from scipy import stats  # here, not at the top: its import slows every command line's start
   half = float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n)) if n > 1 else 0.0
   return {"mean": mean, "std": std, "ci95": [mean - half, mean + half], "n": n}
 
