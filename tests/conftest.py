@@ -5,8 +5,9 @@ import os
 # LLVM at optimisation level 0 for every program the tests compile, in this process and in the
 # command lines it starts (they inherit the environment). The tests compile hundreds of small
 # programs and run each only a few times, so compile time dominates (BUILD_NOTES "Gotchas"
-# has the measurements: the same metrics, much less compile time). It changes how XLA's fused loops are compiled to machine code, not the HLO they compute. Set
-# before jax starts its backend, which reads XLA_FLAGS once.
+# has the measurements: the same metrics, much less compile time). It changes how XLA's fused
+# loops are compiled to machine code, not the HLO they compute. Set before jax starts its
+# backend, which reads XLA_FLAGS once.
 _O0 = "--xla_backend_optimization_level=0"
 if _O0 not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS"), _O0]))
