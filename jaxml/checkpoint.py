@@ -42,13 +42,14 @@ def refuse_another_run(directory, meta: dict, signature, fingerprint: str, *,
                        replicas: int = 1) -> None:
   """Raises UserError (one line naming --restart) unless the checkpoint whose JSON part is
   `meta` was written by the same run (`signature`: config, data; None skips that check), with
-  the same number of replicas (seeds trained together; a checkpoint without the field has one)
+  the same number of replicas (networks trained together: seeds x ensemble members; a
+  checkpoint without the field has one)
   and the same computation (`fingerprint` of the lowered programs,
   jaxml.train.computation_fingerprint)."""
   fix = "pass --restart to start over or choose another --workdir"
   if meta.get("replicas", 1) != replicas:
-    raise UserError(f"{directory} holds a run of {meta.get('replicas', 1)} seed(s) trained "
-                    f"together and this run has {replicas} (--seeds); {fix}")
+    raise UserError(f"{directory} holds a run of {meta.get('replicas', 1)} network(s) trained "
+                    f"together and this run has {replicas} (--seeds x ensemble members); {fix}")
   if signature is not None and meta.get("signature") != signature:
     raise UserError(f"{directory} holds a run with a different config or data; {fix}")
   if meta.get("fingerprint") != fingerprint:

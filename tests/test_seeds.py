@@ -115,7 +115,7 @@ def test_a_multi_seed_run_resumes_exactly_and_refuses_another_count(tmp_path, al
   for a, b in zip(full, resumed):
     assert allclose(a.params, b.params, rtol=0, atol=0)
     assert strip(a.history) == strip(b.history) and a.stop_reason == b.stop_reason
-  with pytest.raises(UserError, match="3 seed\\(s\\) trained together and this run has 2"):
+  with pytest.raises(UserError, match="3 network\\(s\\) trained together and this run has 2"):
     run(tmp_path / "part", n=2)
 
 
