@@ -4,8 +4,11 @@
         "" "learning_rate=3e-3" "readout=last"  [--data_path=X_TRAIN.ts] [--folds=4]
 
 How the activity defaults are chosen when the validation split is too small to choose (36
-BasicMotions series leave 4 for validation, and every variant gets them all right): each fold of
-the training series is held out once (stratified by `--seed`), the experiment trains on the rest
+BasicMotions series leave 4 for validation, and every variant gets them all right), or cannot
+see a change of person: each fold of the training series is held out once (stratified by
+`--seed`; with `--folds_by=group`, the default where the data names the people, whole people,
+so each fold scores the variant on people it never trained on; add "val_by=group" to a variant
+for its inner validation by person too), the experiment trains on the rest
 exactly as `python -m experiments.run` would (its own 10% validation split for early stopping,
 statistics from its own training part) and is scored on the held-out fold. The test set is
 never read. Each positional argument is one variant: space-separated KEY=VALUE config
@@ -28,7 +31,7 @@ from experiments.registry import EXPERIMENTS
 from experiments.run import build
 from jaxml import runtime
 from jaxml.data import activity as activity_data
-from jaxml.data.splits import stratified_folds
+from jaxml.data.splits import group_folds, stratified_folds
 
 
 def fold_data(data, held: np.ndarray):
@@ -39,6 +42,7 @@ def fold_data(data, held: np.ndarray):
       data, x_train=data.x_train[keep], y_train=data.y_train[keep],
       x_test=data.x_train[held], y_test=data.y_train[held],
       len_train=part(data.len_train, keep), len_test=part(data.len_train, held),
+      groups_train=part(data.groups_train, keep),
       source=f"{data.source} (cv fold of {len(held)})")
 
 
@@ -74,6 +78,9 @@ def main():
                                                   "gru_activity"))
   p.add_argument("--data_path", default=None)
   p.add_argument("--folds", type=int, default=4)
+  p.add_argument("--folds_by", choices=("auto", "series", "group"), default="auto",
+                 help="folds of random series (stratified) or of whole people (the data's "
+                      "subject ids, e.g. trS); auto = people where the data names them")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--seeds", type=int, default=1,
                  help="train each fold with seeds seed..seed+N-1 together (--seeds of "
@@ -83,12 +90,17 @@ def main():
   args = p.parse_args()
   runtime.keep_freed_memory()
   data = activity_data.load_activity(args.data_path)
-  folds = stratified_folds(data.y_train, args.folds, args.seed)
+  by = args.folds_by if args.folds_by != "auto" else (
+      "series" if data.groups_train is None else "group")
+  if by == "group" and data.groups_train is None:
+    raise SystemExit(f"error: {data.source} names no people (no trS); use --folds_by=series")
+  folds = (group_folds(data.groups_train, args.folds, args.seed) if by == "group"
+           else stratified_folds(data.y_train, args.folds, args.seed))
   results = []
   for v in args.variants:
     results.append(cross_validate(args.exp, v, data, folds, args.seed, seeds=args.seeds))
   lines = [f"{args.exp} on {data.source}: {args.folds}-fold cross-validation of the "
-           f"{len(data.y_train)} training series (seed {args.seed}"
+           f"{len(data.y_train)} training series, folds by {by} (seed {args.seed}"
            f"{f', {args.seeds} seeds per fold' if args.seeds > 1 else ''}); held-out fold mean", "",
            "| overrides | loss | accuracy | best epochs | s per fold |", "|---|---|---|---|---|"]
   for r in results:
@@ -100,7 +112,8 @@ def main():
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(
-        {"exp": args.exp, "data": data.source, "folds": args.folds, "seed": args.seed,
+        {"exp": args.exp, "data": data.source, "folds": args.folds, "folds_by": by,
+         "seed": args.seed,
          "seeds": args.seeds,
          "results": results}, indent=1))
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")

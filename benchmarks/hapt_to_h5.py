@@ -18,8 +18,9 @@ that keep their pickled state, from which the columns are taken. It runs in jaxm
 Windows: 128 samples (2.56 s) with 50% overlap, as UCI HAR's, cut inside each run of one label,
 labels 1-6 only (the postural transitions are dropped); a run's tail shorter than a window is
 dropped. Channels: total acceleration x, y, z in g (the gyroscope is left out). Split: by person,
-UCI HAR's test subjects. Also written: trS/tstS (subject) and trE/tstE (recording), which the
-experiments ignore, and the attribute class_names, which they read.
+UCI HAR's test subjects. Also written: trS/tstS (subject; the experiments validate by the
+people of trS) and trE/tstE (recording; ignored), and the attribute class_names, which they
+read.
 """
 
 import gzip

@@ -37,9 +37,11 @@ def main():
   p.add_argument("--data_path", default=None)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--val_fraction", type=float, default=0.1)
+  p.add_argument("--val_by", choices=("auto", "series", "group"), default="series",
+                 help="as the experiments' --config.val_by")
   args = p.parse_args()
   data = activity.load_activity(args.data_path)
-  splits, _ = holdout_splits(data, args.val_fraction, args.seed)
+  splits, notes = holdout_splits(data, args.val_fraction, args.seed, by=args.val_by)
   parts = {k: (s[0], s[1], s[2] if len(s) > 2 else np.ones(s[0].shape[:2], np.float32))
            for k, s in splits.items()}
   for with_length in (False, True) if data.variable_length else (False,):
@@ -55,7 +57,8 @@ def main():
     val, c, clf = best
     test = clf.score(scale.transform(f["test"]), parts["test"][1])
     print(f"{data.source}: window statistics{' + length' if with_length else ''} + logistic "
-          f"regression, C={c} (val acc {val:.4f}): test accuracy {test:.4f}")
+          f"regression, C={c} (val acc {val:.4f}, validation by {notes['val_by']}): test "
+          f"accuracy {test:.4f}")
 
 
 if __name__ == "__main__":

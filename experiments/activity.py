@@ -72,6 +72,13 @@ class Config(TrainConfig):
   window: int = 150                 # WISDM raw: samples per window (7.5 s at 20 Hz, as data3.h5)
   window_stride: int = 150          # WISDM raw: step between window starts (no overlap)
   test_user_fraction: float = 0.2   # WISDM raw: share of users held out for testing
+  val_by: Literal["auto", "series", "group"] = "series"  # what validation holds out: random
+                                    # series (stratified), or whole people the data names
+                                    # (data3.h5-layout trS, WISDM users: "group"), so it meets
+                                    # new people as the test part does; auto = people where at
+                                    # least 1 / val_fraction of them are named. Not the default:
+                                    # early stopping on two people's loss stopped too early
+                                    # (BUILD_NOTES "Validation by person")
   # --- optimisation (TrainConfig fields whose default differs here)
   optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "adamw"  # Adam + decoupled decay
   weight_decay: float = 0.1         # AdamW's decay (x lr per step): in 4-fold CV on the training
@@ -91,6 +98,11 @@ class Config(TrainConfig):
   patience: int = -1                # epochs without a better val loss before stopping (0 =
                                     # never); -1 = a fifth of the epochs (20 of 100), or 0
                                     # when keep resolves to "last"
+  epoch_mode: Literal["auto", "scan", "loop"] = "auto"  # an epoch as one lax.scan (fast for
+                                    # the recurrent steps) or a Python loop of jitted steps;
+                                    # auto = the loop with a conv front end on CPU, where XLA
+                                    # runs convolutions inside a scan ~15x slower (BUILD_NOTES
+                                    # "Gotchas"), else the scan
 
 
 # How each cell's default differs from Config's, each row chosen by 4-fold cross-validation on
@@ -143,7 +155,7 @@ def scaled_by_data(cfg: Config, n_train: int, time_steps: int, n_val: int
                    ) -> tuple[Config, dict]:
   """Resolves batch_size=0, epochs=0, bidirectional=None, ensemble=0, keep="auto" and
   patience=-1 from the number of training series, their (padded) length and the number of
-  validation series.
+  validation series, and epoch_mode="auto" from the model and backend.
 
   Returns (the config to run, {field: "value (why)"} for the log; empty if nothing was
   resolved). Explicit values (--config.batch_size=32) are kept as they are.
@@ -172,6 +184,11 @@ def scaled_by_data(cfg: Config, n_train: int, time_steps: int, n_val: int
       if by_data}
   why = {k: f"{v} (by the data: {n_train} training series of {time_steps} steps, {steps} steps "
             f"per epoch, {n_val} validation series)" for k, v in resolved.items()}
+  if cfg.epoch_mode == "auto":
+    loop = bool(cfg.conv) and jax.default_backend() == "cpu"
+    resolved["epoch_mode"] = "loop" if loop else "scan"
+    if loop:
+      why["epoch_mode"] = "loop (a conv front end on CPU, where convolutions inside a scan are slow)"
   return dataclasses.replace(cfg, **resolved), why
 
 
@@ -209,13 +226,14 @@ def validate(cfg: Config) -> None:
 
 
 def prepare_splits(data, cfg: Config, seed: int) -> tuple[dict, dict]:
-  """Holds out cfg.val_fraction of the training data (stratified) and normalises every split
-  with statistics of the remaining training part only. Returns (splits, notes).
+  """Holds out cfg.val_fraction of the training data (random series, stratified, or whole
+  people: cfg.val_by) and normalises every split with statistics of the remaining training
+  part only. Returns (splits, notes).
 
   Variable-length data gives (x, y, mask) splits: the statistics use valid steps only and the
   padding stays 0.
   """
-  splits, notes = holdout_splits(data, cfg.val_fraction, seed)
+  splits, notes = holdout_splits(data, cfg.val_fraction, seed, by=cfg.val_by)
   if cfg.normalize == "channel":
     x_train, _, *mask_train = splits["train"]
     mean, std = channel_stats(x_train, mask=mask_train[0] if mask_train else None)
@@ -256,7 +274,9 @@ def train_on(data, cfg: Config, ctx: RunContext) -> dict:
   splits = ctx.per_seed(lambda seed: prepare_splits(data, cfg, seed)[0])
   notes = prepare_splits(data, cfg, ctx.seed)[1]  # sizes; the statistics are --seed's
   described = dict(data.describe(), **notes)
-  ctx.log(f"data: {data.source}: {notes['n_train']} train / {notes['n_val']} val / "
+  val = (f"{notes['n_val']} val (people {', '.join(map(str, notes['val_groups']))})"
+         if notes["val_by"] == "group" else f"{notes['n_val']} val")
+  ctx.log(f"data: {data.source}: {notes['n_train']} train / {val} / "
           f"{len(data.y_test)} test, {_steps(data)} x {data.x_train.shape[2]} "
           f"channels ({described['channels']}), classes {', '.join(data.class_names)}")
   cfg, why = scaled_by_data(cfg, notes["n_train"], data.x_train.shape[1], notes["n_val"])

@@ -472,7 +472,7 @@ def fit(cfg: TrainConfig, *, params, loss_fn: Callable, train_data: dict, val_da
   all_active = () if replicas == 1 else (jax.device_put(np.ones(replicas, bool), replicated),)
 
   # The programs, lowered first: their fingerprint decides whether a checkpoint may resume.
-  make_epoch = make_scan_epoch if cfg.epoch_mode == "scan" else make_loop_epoch
+  make_epoch = {"scan": make_scan_epoch, "loop": make_loop_epoch}[cfg.epoch_mode]  # resolved
   epoch_fn = make_epoch(loss_fn, optimizer, n, cfg.batch_size, by_batch, **per_replica)
   eval_batch = cfg.eval_batch_size
   if replicas > 1:  # (memory only, not results) no padding past the validation set N times over

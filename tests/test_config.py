@@ -106,3 +106,16 @@ def test_an_unresolved_bidirectional_is_refused_by_the_model():
   with pytest.raises(ValueError, match="bidirectional.*resolve it first"):
     sequence_classifier.init(jax.random.key(0), default_preset("gru"), n_features=3,
                              n_classes=2)
+
+
+def test_activity_epoch_mode_auto_loops_over_steps_for_a_conv_front_end():
+  """Convolutions inside a scan are slow on XLA:CPU: epoch_mode=auto takes the loop epoch with
+  a conv front end (and says so), the scan epoch without one; an explicit mode is kept."""
+  from experiments.activity import scaled_by_data
+  cfg, why = scaled_by_data(Config(), 36, 100, 4)
+  assert cfg.epoch_mode == "scan" and "epoch_mode" not in why
+  conv = apply_overrides(Config(), {"conv": "16,16"})
+  cfg, why = scaled_by_data(conv, 36, 100, 4)
+  assert cfg.epoch_mode == "loop" and why["epoch_mode"].startswith("loop (a conv front end")
+  given = apply_overrides(conv, {"epoch_mode": "scan"})
+  assert scaled_by_data(given, 36, 100, 4)[0].epoch_mode == "scan"

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from jaxml.data import activity
-from jaxml.data.splits import channel_stats, standardize, stratified_holdout
+from jaxml.data.splits import (channel_stats, group_holdout, holdout_splits, standardize,
+                               stratified_holdout)
 from jaxml.errors import UserError
 
 
@@ -46,6 +47,50 @@ def test_seed_h5_roundtrip(tmp_path):
   assert data.len_train is None and data.len_test is None  # equal length: no lengths carried
   # a directory holding data3.h5 works too
   assert activity.load_activity(str(tmp_path)).x_test.shape == (6, 10, 3)
+
+
+def test_seed_h5_subject_ids_become_groups(tmp_path):
+  """A data3.h5-layout trS (one subject id per training window) is kept as groups_train; one
+  of the wrong shape or type is one error line; without it there are no groups."""
+  people = np.repeat(np.arange(4), 3)
+  data = activity.load_activity(str(write_h5(tmp_path / "a.h5", trS=people)))
+  assert data.groups_train.tolist() == people.tolist() and data.describe()["train_groups"] == 4
+  assert activity.load_activity(str(write_h5(tmp_path / "b.h5"))).groups_train is None
+  for bad in (people[:5], people.astype(np.float32)):
+    with pytest.raises(UserError, match="trS has shape.*one integer subject id"):
+      activity.load_activity(str(write_h5(tmp_path / "c.h5", trS=bad)))
+
+
+def test_group_holdout_keeps_each_person_on_one_side():
+  """Whole groups are held out, at least the fraction of the examples and at least one group
+  on each side, chosen by the seed."""
+  groups = np.repeat([3, 7, 9, 11, 20], [10, 30, 20, 25, 15])
+  for seed in range(6):
+    keep, held = group_holdout(groups, 0.25, seed)
+    assert sorted(np.r_[keep, held].tolist()) == list(range(100))
+    assert not set(groups[keep]) & set(groups[held])
+    # the fraction is reached, and overshot by less than the largest group (30 examples)
+    assert 25 <= len(held) < 25 + 30 and set(groups[keep])
+  assert not np.array_equal(group_holdout(groups, 0.25, 0)[1], group_holdout(groups, 0.25, 1)[1])
+  assert set(groups[group_holdout(groups, 0.99, 0)[0]])  # never every group
+  with pytest.raises(UserError, match="at least 2 groups.*val_by=series"):
+    group_holdout(np.zeros(5, int), 0.2, 0)
+
+
+def test_validation_by_person_where_the_data_names_enough_people(tmp_path):
+  """val_by=auto holds out people when there are at least 1 / fraction of them, else random
+  windows; val_by=group without subject ids is one error line."""
+  people = np.repeat(np.arange(12), 2)  # 24 windows of 12 people
+  named = activity.load_activity(str(write_h5(tmp_path / "a.h5", n_train=24, trS=people)))
+  splits, notes = holdout_splits(named, 0.1, seed=0, by="auto")
+  assert notes["val_by"] == "group" and len(notes["val_groups"]) == 2 and notes["n_val"] == 4
+  assert len(splits["val"][1]) == 4 and len(splits["train"][1]) == 20
+  assert holdout_splits(named, 0.05, seed=0, by="auto")[1]["val_by"] == "series"  # 12 < 20
+  assert holdout_splits(named, 0.1, seed=0, by="series")[1]["val_by"] == "series"
+  unnamed = activity.load_activity(str(write_h5(tmp_path / "b.h5", n_train=24)))
+  assert holdout_splits(unnamed, 0.1, seed=0, by="auto")[1]["val_by"] == "series"
+  with pytest.raises(UserError, match="names no group.*val_by=series"):
+    holdout_splits(unnamed, 0.1, seed=0, by="group")
 
 
 def test_seed_h5_integer_labels(tmp_path):
@@ -105,6 +150,9 @@ def test_wisdm_windows_split_by_user_and_skip_malformed(tmp_path, capsys):
   assert len(data.y_train) + len(data.y_test) == 3 * 3 * 4
   assert len(data.y_test) == 12
   assert data.x_train.shape[1:] == (10, 3) and not data.variable_length
+  # the training windows keep their users, for validation by person
+  assert sorted(set(data.groups_train.tolist())) == sorted({1, 2, 3} - set(
+      data.notes["test_users"]))
   # x of every window is the run's consecutive samples
   np.testing.assert_allclose(np.diff(data.x_train[0, :, 0]), 0.1, atol=1e-5)
 
@@ -153,6 +201,24 @@ def test_cross_validation_folds_partition_the_training_series():
     np.testing.assert_array_equal(part.x_test, data.x_train[held])
     np.testing.assert_array_equal(part.len_test, data.len_train[held])
     assert len(part.y_train) + len(part.y_test) == 270
+
+
+def test_cross_validation_folds_by_person(tmp_path):
+  """Folds by group put each person in one fold, balanced by examples; a fold's training part
+  keeps its people's ids (for its own validation by person)."""
+  from benchmarks.activity_cv import fold_data
+  from jaxml.data.splits import group_folds
+  people = np.repeat(np.arange(8), [5, 1, 4, 2, 3, 3, 2, 4])  # 24 windows of 8 people
+  data = activity.load_activity(str(write_h5(tmp_path / "a.h5", n_train=24, trS=people)))
+  folds = group_folds(people, 3, seed=0)
+  assert sorted(np.concatenate(folds).tolist()) == list(range(24))
+  assert all(not set(people[a]) & set(people[b])  # no person in two folds
+             for i, a in enumerate(folds) for b in folds[i + 1:])
+  assert max(map(len, folds)) - min(map(len, folds)) <= 5  # at most the largest person apart
+  part = fold_data(data, folds[0])
+  np.testing.assert_array_equal(part.groups_train, people[np.setdiff1d(np.arange(24), folds[0])])
+  with pytest.raises(UserError, match="3 folds by group need at least 3 groups"):
+    group_folds(np.array([0, 0, 1]), 3, seed=0)
 
 
 def test_ts_reader_rejects_bad_files(tmp_path):

@@ -27,6 +27,9 @@ class ClassificationData:
   notes: dict = dataclasses.field(default_factory=dict)  # e.g. channels used, users held out
   len_train: np.ndarray | None = None  # int32[n_train] steps per series, None: all x's length
   len_test: np.ndarray | None = None   # int32[n_test]
+  groups_train: np.ndarray | None = None  # int[n_train] who recorded each training series (a
+                                    # person id: data3.h5-layout trS, WISDM's user), so that
+                                    # validation can hold out whole people; None: unknown
 
   @property
   def variable_length(self) -> bool:
@@ -36,6 +39,8 @@ class ClassificationData:
     out = {"source": self.source, "n_train": int(len(self.y_train)),
            "n_test": int(len(self.y_test)), "input_shape": list(self.x_train.shape[1:]),
            "classes": list(self.class_names), **self.notes}
+    if self.groups_train is not None:
+      out["train_groups"] = int(len(np.unique(self.groups_train)))
     if self.variable_length:  # input_shape's time axis is then the padded maximum
       lengths = np.concatenate([self.len_train, self.len_test])
       out["series_length"] = {"variable": True, "min": int(lengths.min()),

@@ -94,8 +94,9 @@ def _with_notes(data: ClassificationData, **notes) -> ClassificationData:
 
 # ----------------------------------------------------------------------------- seed h5
 def load_seed_h5(path) -> ClassificationData:
-  """The seed's data3.h5 (trX, trY, tstX, tstY); labels one-hot or integer."""
-  arrays = read_datasets(path, ("trX", "trY", "tstX", "tstY"),
+  """The seed's data3.h5 (trX, trY, tstX, tstY); labels one-hot or integer. An optional trS
+  (int[n_train], who recorded each training window) becomes `groups_train`."""
+  arrays = read_datasets(path, ("trX", "trY", "tstX", "tstY"), optional=("trS",),
                          expected="the seed's data3.h5 has trX, trY, tstX, tstY")
   for k in ("trX", "tstX"):
     a = arrays[k]
@@ -118,8 +119,14 @@ def load_seed_h5(path) -> ClassificationData:
   require_finite(x_tr, f"{path}: trX")
   require_finite(x_te, f"{path}: tstX")
   names = _h5_class_names(path, n_classes)
+  groups = arrays.get("trS")
+  if groups is not None and (groups.shape != (len(x_tr),)
+                             or not np.issubdtype(groups.dtype, np.integer)):
+    raise UserError(f"{path}: trS has shape {groups.shape} and dtype {groups.dtype}; expected "
+                    f"one integer subject id per training window, shape [{len(x_tr)}] (or no "
+                    f"trS)")
   return ClassificationData(x_tr, labels["trY"], x_te, labels["tstY"], names,
-                            f"seed h5 {Path(path).name}")
+                            f"seed h5 {Path(path).name}", groups_train=groups)
 
 
 def _h5_class_names(path, n_classes: int) -> tuple[str, ...]:
@@ -230,7 +237,8 @@ def load_wisdm(path, *, window: int = 150, stride: int = 150,
   return ClassificationData(
       x[~te], y[~te], x[te], y[te], SEED_CLASSES, f"WISDM raw {Path(path).name}",
       {"records": len(records), "malformed_records_skipped": skipped,
-       "window": window, "stride": stride, "test_users": test_users.tolist()})
+       "window": window, "stride": stride, "test_users": test_users.tolist()},
+      groups_train=users[~te])
 
 
 # ----------------------------------------------------------------------------- UEA .ts

@@ -22,9 +22,10 @@ def _open(path):
     raise UserError(f"{path} cannot be read as HDF5 ({e}); pass an intact {path.name}") from None
 
 
-def read_datasets(path, keys, *, expected: str) -> dict[str, np.ndarray]:
-  """{key: array} for every key; UserError naming the file when it cannot be opened, lacks a
-  key (`expected` says what a good file holds), or a dataset cannot be read."""
+def read_datasets(path, keys, *, expected: str, optional=()) -> dict[str, np.ndarray]:
+  """{key: array} for every key, and for each key of `optional` the file has; UserError naming
+  the file when it cannot be opened, lacks a key (`expected` says what a good file holds), or a
+  dataset cannot be read."""
   f, path = _open(path)
   with f:
     try:
@@ -32,7 +33,7 @@ def read_datasets(path, keys, *, expected: str) -> dict[str, np.ndarray]:
       if missing:
         raise UserError(f"{path} lacks dataset(s) {', '.join(missing)} (found: "
                         f"{', '.join(sorted(f.keys())) or 'none'}); {expected}")
-      return {k: np.asarray(f[k][()]) for k in keys}
+      return {k: np.asarray(f[k][()]) for k in (*keys, *(k for k in optional if k in f))}
     except H5_ERRORS as e:
       raise UserError(f"{path}: a dataset cannot be read ({e}); the file may be truncated") \
           from None

@@ -25,6 +25,21 @@ def stratified_holdout(y: np.ndarray, fraction: float, seed: int):
   return keep, held
 
 
+def group_holdout(groups: np.ndarray, fraction: float, seed: int):
+  """Indices (keep, held_out) holding out whole groups (e.g. people): groups in an order chosen
+  with `seed` until at least `fraction` of the examples are held out, at least one group on
+  each side. groups: int[n], one group id per example."""
+  ids = np.unique(groups)
+  if len(ids) < 2:
+    raise UserError(f"validation by group needs at least 2 groups (people) in the training "
+                    f"data; it has {len(ids)}: use --config.val_by=series")
+  order = np.random.default_rng(seed).permutation(ids)
+  share = np.cumsum([np.sum(groups == g) for g in order]) / len(groups)
+  n_held = min(int(np.searchsorted(share, fraction)) + 1, len(ids) - 1)
+  held = np.isin(groups, order[:n_held])
+  return np.flatnonzero(~held), np.flatnonzero(held)
+
+
 def stratified_folds(y: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
   """k disjoint index arrays covering range(len(y)), each class spread evenly over them."""
   rng = np.random.default_rng(seed)
@@ -32,6 +47,20 @@ def stratified_folds(y: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
   for c in np.unique(y):
     for i, idx in enumerate(rng.permutation(np.flatnonzero(y == c))):
       folds[i % k].append(idx)
+  return [np.sort(np.array(f, dtype=int)) for f in folds]
+
+
+def group_folds(groups: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
+  """k disjoint index arrays covering range(len(groups)), each group (person) in one fold:
+  groups in an order chosen with `seed`, each given to the fold with the fewest examples so
+  far. groups: int[n]."""
+  ids = np.random.default_rng(seed).permutation(np.unique(groups))
+  if len(ids) < k:
+    raise UserError(f"{k} folds by group need at least {k} groups (people); the data has "
+                    f"{len(ids)}: use fewer folds or folds by series")
+  folds = [[] for _ in range(k)]
+  for g in ids:
+    min(folds, key=len).extend(np.flatnonzero(groups == g))
   return [np.sort(np.array(f, dtype=int)) for f in folds]
 
 
@@ -69,14 +98,31 @@ def require_finite(x: np.ndarray, what: str) -> None:
     raise UserError(f"{what} contains {bad} NaN or infinite values; clean or drop those samples")
 
 
-def holdout_splits(data, fraction: float, seed: int) -> tuple[dict, dict]:
+def holdout_splits(data, fraction: float, seed: int, by: str = "series"
+                   ) -> tuple[dict, dict]:
   """{"train", "val", "test": (x, y)} from ClassificationData: `fraction` of the training data
-  held out for validation (stratified, chosen by `seed`); returns (splits, size notes).
+  held out for validation, chosen by `seed`; returns (splits, notes: sizes and how).
+
+  by: "series" holds out series at random (stratified by class); "group" holds out whole
+  groups (`group_holdout` of data.groups_train: people, so that validation sees new people as
+  a split by person's test part does); "auto" is "group" where the data has groups and at least
+  1 / fraction of them (an average group is then at most the fraction), else "series".
 
   Variable-length data (data.len_train set) gives (x, y, mask) triples instead, mask f32[n, T]
   from `length_mask` (1 on valid steps), the form `jaxml.pipeline.train_classifier` accepts.
   """
-  keep, held = stratified_holdout(data.y_train, fraction, seed)
+  groups = data.groups_train
+  if groups is not None and len(groups) != len(data.y_train):
+    raise ValueError(f"groups_train has {len(groups)} entries for {len(data.y_train)} series")
+  if by == "auto":
+    by = "group" if groups is not None and len(np.unique(groups)) * fraction >= 1 else "series"
+  if by == "group":
+    if groups is None:
+      raise UserError(f"{data.source} names no group (person) per training series (data3.h5 "
+                      f"layout: a trS dataset); use --config.val_by=series or auto")
+    keep, held = group_holdout(groups, fraction, seed)
+  else:
+    keep, held = stratified_holdout(data.y_train, fraction, seed)
   parts = {"train": (data.x_train, data.y_train, data.len_train, keep),
            "val": (data.x_train, data.y_train, data.len_train, held),
            "test": (data.x_test, data.y_test, data.len_test, slice(None))}
@@ -84,4 +130,7 @@ def holdout_splits(data, fraction: float, seed: int) -> tuple[dict, dict]:
   for name, (x, y, lengths, idx) in parts.items():
     splits[name] = (x[idx], y[idx]) if lengths is None else (
         x[idx], y[idx], length_mask(lengths[idx], x.shape[1]))
-  return splits, {"n_train": len(keep), "n_val": len(held)}
+  notes = {"n_train": len(keep), "n_val": len(held), "val_by": by}
+  if by == "group":
+    notes["val_groups"] = np.unique(groups[held]).tolist()
+  return splits, notes
